@@ -8,6 +8,7 @@
 #include <cstring>
 
 #if defined(__CUDACC__)
+#include <cuda_bf16.h>
 #define MHC_HD __host__ __device__ __forceinline__
 #else
 #define MHC_HD inline

@@ -1,0 +1,158 @@
+// The CUDA backend: turns validated operator arguments into kernel launches on the caller's
+// stream. No allocation, no synchronisation, no JIT: every call is graph-capturable.
+//
+//   hc_post      -> post kernel
+//   hc_pre       -> prenorm GEMM (split-K partials) -> finalize (PDL-chained)
+//   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained)
+//   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
+#include <cuda_runtime.h>
+
+#include "context.hpp"
+#include "cuda/cuda_check.hpp"
+#include "cuda/gemm_config.hpp"
+#include "cuda/kernels.hpp"
+#include "error.hpp"
+
+namespace mhc {
+namespace cuda {
+namespace {
+
+// Makes the context's device current for the duration of a call, restoring the caller's.
+class DeviceGuard {
+ public:
+  explicit DeviceGuard(int device) {
+    MHC_CUDA_CHECK(cudaGetDevice(&previous_));
+    if (previous_ != device) MHC_CUDA_CHECK(cudaSetDevice(device));
+    else previous_ = -1;
+  }
+  ~DeviceGuard() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceGuard(const DeviceGuard &) = delete;
+  DeviceGuard &operator=(const DeviceGuard &) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
+bool batch_invariant(const mhc_hc_params &p) { return (p.flags & MHC_FLAG_BATCH_INVARIANT) != 0; }
+
+FinalizeArgs finalize_args(const PreArgs &a, const GemmConfig &c, const float *partials) {
+  FinalizeArgs f{};
+  f.T = a.T;
+  f.H = a.H;
+  f.splits = c.splits;
+  f.partials = partials;
+  f.residual = a.residual;
+  f.scale = a.w.scale;
+  f.base = a.w.base;
+  f.norm_weight = a.w.norm_weight;
+  f.rms_eps = a.p->rms_eps;
+  f.pre_eps = a.p->pre_eps;
+  f.sinkhorn_eps = a.p->sinkhorn_eps;
+  f.post_mult = a.p->post_mult;
+  f.norm_eps = a.p->norm_eps;
+  f.sinkhorn_iters = a.p->sinkhorn_iters;
+  f.post_mix = a.post_mix;
+  f.comb_mix = a.comb_mix;
+  f.out = a.layer_input;
+  return f;
+}
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(int device, uint32_t flags) : device_(device) {
+    int count = 0;
+    MHC_CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (device >= count)
+      fail(MHC_ERROR_INVALID_ARGUMENT, "cfg->device_id: %d, but only %d CUDA device(s) exist",
+           device, count);
+    cudaDeviceProp prop{};
+    MHC_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
+    if (prop.major < 8)
+      fail(MHC_ERROR_NOT_SUPPORTED, "device %d (%s) is sm_%d%d; libmhc needs sm_80 or newer",
+           device, prop.name, prop.major, prop.minor);
+    has_pdl_ = prop.major >= 9;
+    user_pdl_ = has_pdl_ && (flags & MHC_CONTEXT_FLAG_PDL);
+  }
+
+  void hc_post(const PostArgs &a) override {
+    DeviceGuard guard(device_);
+    launch_post({a.T, a.H, a.x, a.residual, a.post_mix, a.comb_mix, a.residual_out},
+                {a.stream, user_pdl_});
+  }
+
+  void hc_pre(const PreArgs &a) override {
+    DeviceGuard guard(device_);
+    const GemmConfig c = choose_gemm_config(24, a.T, a.H, batch_invariant(*a.p));
+    GemmArgs g{};
+    g.T = a.T;
+    g.H = a.H;
+    g.residual = a.residual;
+    g.fn = a.w.fn;
+    g.partials = static_cast<float *>(a.workspace);
+    launch_prenorm_gemm(24, false, g, c, {a.stream, user_pdl_});
+    launch_finalize(24, finalize_args(a, c, g.partials), {a.stream, has_pdl_});
+  }
+
+  void hc_post_pre(const PostPreArgs &a) override {
+    DeviceGuard guard(device_);
+    const PreArgs &pre = a.pre;
+    const GemmConfig c = choose_gemm_config(24, pre.T, pre.H, batch_invariant(*pre.p));
+    GemmArgs g{};
+    g.T = pre.T;
+    g.H = pre.H;
+    g.residual = a.post.residual;
+    g.fn = pre.w.fn;
+    g.partials = static_cast<float *>(pre.workspace);
+    g.x = a.post.x;
+    g.post_mix = a.post.post_mix;
+    g.comb_mix = a.post.comb_mix;
+    g.residual_out = a.post.residual_out;
+    launch_prenorm_gemm(24, true, g, c, {pre.stream, user_pdl_});
+    launch_finalize(24, finalize_args(pre, c, g.partials), {pre.stream, has_pdl_});
+  }
+
+  void hc_head(const HeadArgs &a) override {
+    DeviceGuard guard(device_);
+    const GemmConfig c = choose_gemm_config(4, a.T, a.H, batch_invariant(*a.p));
+    GemmArgs g{};
+    g.T = a.T;
+    g.H = a.H;
+    g.residual = a.residual;
+    g.fn = a.fn;
+    g.partials = static_cast<float *>(a.workspace);
+    launch_prenorm_gemm(4, false, g, c, {a.stream, user_pdl_});
+    FinalizeArgs f{};
+    f.T = a.T;
+    f.H = a.H;
+    f.splits = c.splits;
+    f.partials = g.partials;
+    f.residual = a.residual;
+    f.scale = a.scale;
+    f.base = a.base;
+    f.rms_eps = a.p->rms_eps;
+    f.pre_eps = a.p->pre_eps;
+    f.out = a.out;
+    launch_finalize(4, f, {a.stream, has_pdl_});
+  }
+
+  size_t workspace_size(int32_t op, const mhc_hc_params &p, int64_t T, int64_t H) override {
+    if (op == MHC_OP_HC_POST || T == 0) return 0;
+    return gemm_workspace_bytes(op == MHC_OP_HC_HEAD ? 4 : 24, T, H, batch_invariant(p));
+  }
+
+ private:
+  int device_;
+  bool has_pdl_ = false;   // chain our own second kernel with PDL (sm_90+)
+  bool user_pdl_ = false;  // also the first kernel (MHC_CONTEXT_FLAG_PDL)
+};
+
+}  // namespace
+}  // namespace cuda
+
+std::unique_ptr<Backend> make_cuda_backend(int device_id, uint32_t flags) {
+  return std::make_unique<cuda::CudaBackend>(device_id, flags);
+}
+
+}  // namespace mhc

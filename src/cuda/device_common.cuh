@@ -1,0 +1,97 @@
+// Device helpers shared by every mhc kernel: 8-channel bf16 / fp32 vector access (one
+// 16-byte load, or an element-wise path with bounds for any hidden size and any alignment,
+// which produces the same values in the same order), packing, and warp reductions.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cstdint>
+
+#include "common/mhc_math.hpp"
+
+namespace mhc::cuda {
+
+constexpr int kVecWidth = 8;  // channels per vector: 16 bytes of bf16, 32 bytes of fp32
+
+__device__ __forceinline__ void unpack_bf16x8(const uint4 &u, float f[8]) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+__device__ __forceinline__ uint4 pack_bf16x8(const float f[8]) {
+  uint32_t w[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i)
+    w[i] = static_cast<uint32_t>(f32_to_bf16(f[2 * i])) |
+           (static_cast<uint32_t>(f32_to_bf16(f[2 * i + 1])) << 16);
+  return make_uint4(w[0], w[1], w[2], w[3]);
+}
+
+// 8 bf16 of `row` starting at channel h0; channels >= H read as zero (element-wise path).
+template <bool kVec>
+__device__ __forceinline__ uint4 load_bf16x8(const uint16_t *row, int64_t h0, int64_t H) {
+  if constexpr (kVec) {
+    return *reinterpret_cast<const uint4 *>(row + h0);
+  } else {
+    uint16_t e[8];
+#pragma unroll
+    for (int i = 0; i < 8; ++i) e[i] = (h0 + i < H) ? row[h0 + i] : uint16_t{0};
+    return make_uint4(e[0] | (uint32_t(e[1]) << 16), e[2] | (uint32_t(e[3]) << 16),
+                      e[4] | (uint32_t(e[5]) << 16), e[6] | (uint32_t(e[7]) << 16));
+  }
+}
+
+template <bool kVec>
+__device__ __forceinline__ void store_bf16x8(uint16_t *row, int64_t h0, int64_t H, const uint4 &u) {
+  if constexpr (kVec) {
+    *reinterpret_cast<uint4 *>(row + h0) = u;
+  } else {
+    const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+    for (int i = 0; i < 8; ++i)
+      if (h0 + i < H) row[h0 + i] = static_cast<uint16_t>(w[i / 2] >> (16 * (i % 2)));
+  }
+}
+
+// 8 fp32 weights through the read-only path; channels >= H read as zero.
+template <bool kVec>
+__device__ __forceinline__ void load_f32x8(const float *row, int64_t h0, int64_t H, float f[8]) {
+  if constexpr (kVec) {
+    const float4 a = __ldg(reinterpret_cast<const float4 *>(row + h0));
+    const float4 b = __ldg(reinterpret_cast<const float4 *>(row + h0) + 1);
+    f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w;
+    f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < 8; ++i) f[i] = (h0 + i < H) ? __ldg(row + h0 + i) : 0.0f;
+  }
+}
+
+// Butterfly sum over the 32 lanes: every lane gets the same, deterministic result.
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+
+// Programmatic dependent launch: wait until the preceding kernel's writes are visible.
+// A no-op when the kernel was launched without the PDL attribute or before sm_90.
+__device__ __forceinline__ void wait_for_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+// Lets the next PDL-launched kernel on the stream start its prologue.
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+inline bool is_aligned16(const void *p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+}  // namespace mhc::cuda

@@ -1,0 +1,156 @@
+// Finalize of hc_pre / hc_head: reduce the split-K partials in a fixed order, apply the RMS
+// factor, sigmoids and (hc_pre) the Sinkhorn projection, then write the pre-weighted sum of
+// the 4 streams (optionally RMS-normalised with norm_weight).
+//
+// Grid: (token, channel block). Every CTA of a token recomputes the 4 pre gates (cheap);
+// only channel block 0 writes post_mix and runs the Sinkhorn in warp 0, one lane per comb
+// element, gathering rows and columns with shuffles in the spec's summation order. With a
+// norm_weight the whole row is needed for its RMS, so a token is one CTA (two passes over the
+// streams, the second re-reading them from L2 rather than keeping H floats around).
+#include "common/mhc_math.hpp"
+#include "cuda/device_common.cuh"
+#include "cuda/kernels.hpp"
+
+namespace mhc::cuda {
+namespace {
+
+constexpr int kFinalizeThreads = 128;
+constexpr int kChannelsPerBlock = kFinalizeThreads * kVecWidth * 2;  // 2 vectors per thread
+
+// Sinkhorn of spec §2.1 on lanes 8..23 of warp 0 (lane 8 + 4a + c holds comb[a][c]).
+// All 32 lanes execute the shuffles; lanes outside 8..23 compute throw-away values.
+__device__ float sinkhorn_lane(float logit, int iters, float eps) {
+  const int lane = threadIdx.x % 32;
+  const int idx = (lane >= 8 && lane < 24) ? lane - 8 : 0;
+  const int a = idx / 4, c = idx % 4;
+  auto row = [&](float v, int k) { return __shfl_sync(0xffffffffu, v, 8 + 4 * a + k); };
+  auto col = [&](float v, int k) { return __shfl_sync(0xffffffffu, v, 8 + 4 * k + c); };
+
+  // row softmax, then + eps
+  const float r0 = row(logit, 0), r1 = row(logit, 1), r2 = row(logit, 2), r3 = row(logit, 3);
+  const float m = fmaxf(fmaxf(fmaxf(r0, r1), r2), r3);
+  const float e = expf(logit - m);
+  const float row_sum = ((row(e, 0) + row(e, 1)) + row(e, 2)) + row(e, 3);
+  float v = e / row_sum + eps;
+  // column normalisation, then (iters - 1) row + column normalisations
+  v = v / ((((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
+  for (int it = 1; it < iters; ++it) {
+    v = v / ((((row(v, 0) + row(v, 1)) + row(v, 2)) + row(v, 3)) + eps);
+    v = v / ((((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
+  }
+  return v;
+}
+
+// Deterministic block sum (fixed tree); every thread gets the result.
+__device__ float block_sum(float v, float *s_tmp) {
+  v = warp_sum(v);
+  if (threadIdx.x % 32 == 0) s_tmp[threadIdx.x / 32] = v;
+  __syncthreads();
+  float total = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kFinalizeThreads / 32; ++w) total += s_tmp[w];
+  __syncthreads();
+  return total;
+}
+
+template <int NOUT, bool kVec, bool kNorm>
+__global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const FinalizeArgs a) {
+  __shared__ float s_pre[4];
+  __shared__ float s_tmp[kFinalizeThreads / 32];
+  const int64_t t = blockIdx.x, H = a.H;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const bool first_block = blockIdx.y == 0;
+
+  wait_for_prior_grid();  // the partials come from the GEMM kernel just before us
+
+  if (warp == 0) {
+    // lane o < NOUT: dot product o; lane NOUT: sum of squares. Splits summed in order.
+    float sum = 0.0f;
+    if (lane <= NOUT)
+      for (int s = 0; s < a.splits; ++s)
+        sum += a.partials[(static_cast<int64_t>(s) * a.T + t) * (NOUT + 1) + lane];
+    const float sum_sq = __shfl_sync(0xffffffffu, sum, NOUT);
+    const float mix = sum * inv_rms_f32(sum_sq, static_cast<float>(4 * H), a.rms_eps);
+    if (lane < 4) s_pre[lane] = sigmoid_f32(mix * a.scale[0] + a.base[lane]) + a.pre_eps;
+    if constexpr (NOUT == 24) {
+      if (first_block) {
+        if (lane >= 4 && lane < 8)
+          a.post_mix[t * 4 + (lane - 4)] = sigmoid_f32(mix * a.scale[1] + a.base[lane]) * a.post_mult;
+        const float logit = lane < NOUT ? mix * a.scale[2] + a.base[lane] : 0.0f;
+        const float comb = sinkhorn_lane(logit, a.sinkhorn_iters, a.sinkhorn_eps);
+        if (lane >= 8 && lane < 24) a.comb_mix[t * 16 + (lane - 8)] = comb;
+      }
+    }
+  }
+  __syncthreads();
+  const float pre[4] = {s_pre[0], s_pre[1], s_pre[2], s_pre[3]};
+
+  const uint16_t *r_tok = a.residual + t * 4 * H;
+  uint16_t *out_row = a.out + t * H;
+  const int64_t n_vec = (H + kVecWidth - 1) / kVecWidth;
+  int64_t v_begin = 0, v_end = n_vec;
+  if constexpr (!kNorm) {
+    v_begin = static_cast<int64_t>(blockIdx.y) * (kChannelsPerBlock / kVecWidth);
+    v_end = min(n_vec, v_begin + kChannelsPerBlock / kVecWidth);
+  }
+  auto stream_sum = [&](int64_t h0, float ol[8]) {
+    float r[4][8];
+#pragma unroll
+    for (int j = 0; j < 4; ++j) unpack_bf16x8(load_bf16x8<kVec>(r_tok + j * H, h0, H), r[j]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float re[4] = {r[0][e], r[1][e], r[2][e], r[3][e]};
+      ol[e] = weighted_sum4(pre, re);
+    }
+  };
+
+  if constexpr (!kNorm) {
+    for (int64_t v = v_begin + threadIdx.x; v < v_end; v += kFinalizeThreads) {
+      float ol[8];
+      stream_sum(v * kVecWidth, ol);
+      store_bf16x8<kVec>(out_row, v * kVecWidth, H, pack_bf16x8(ol));
+    }
+  } else {
+    // pass 1: sum of squares of the unrounded sums (spec §2.6); channels >= H are zero
+    float sq = 0.0f;
+    for (int64_t v = v_begin + threadIdx.x; v < v_end; v += kFinalizeThreads) {
+      float ol[8];
+      stream_sum(v * kVecWidth, ol);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) sq = fma_f32(ol[e], ol[e], sq);
+    }
+    const float rs = inv_rms_f32(block_sum(sq, s_tmp), static_cast<float>(H), a.norm_eps);
+    // pass 2: bf16(bf16(ol) * rs * w)
+    for (int64_t v = v_begin + threadIdx.x; v < v_end; v += kFinalizeThreads) {
+      const int64_t h0 = v * kVecWidth;
+      float ol[8], w[8];
+      stream_sum(h0, ol);
+      unpack_bf16x8(load_bf16x8<kVec>(a.norm_weight, h0, H), w);
+#pragma unroll
+      for (int e = 0; e < 8; ++e) ol[e] = bf16_to_f32(f32_to_bf16(ol[e])) * rs * w[e];
+      store_bf16x8<kVec>(out_row, h0, H, pack_bf16x8(ol));
+    }
+  }
+}
+
+template <int NOUT, bool kNorm>
+void launch_norm_variant(const FinalizeArgs &a, bool vec, const LaunchOptions &opt) {
+  const int64_t blocks_per_token = kNorm ? 1 : (a.H + kChannelsPerBlock - 1) / kChannelsPerBlock;
+  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(blocks_per_token));
+  if (vec)
+    launch_kernel(finalize_kernel<NOUT, true, kNorm>, grid, dim3(kFinalizeThreads), opt, a);
+  else
+    launch_kernel(finalize_kernel<NOUT, false, kNorm>, grid, dim3(kFinalizeThreads), opt, a);
+}
+
+}  // namespace
+
+void launch_finalize(int n_out, const FinalizeArgs &a, const LaunchOptions &opt) {
+  const bool vec = a.H % kVecWidth == 0 && is_aligned16(a.residual) && is_aligned16(a.out) &&
+                   (a.norm_weight == nullptr || is_aligned16(a.norm_weight));
+  if (n_out == 4) return launch_norm_variant<4, false>(a, vec, opt);
+  if (a.norm_weight) return launch_norm_variant<24, true>(a, vec, opt);
+  launch_norm_variant<24, false>(a, vec, opt);
+}
+
+}  // namespace mhc::cuda

@@ -1,0 +1,77 @@
+// Host-side interface of the CUDA kernels: argument structs and launchers. Each launcher
+// lives in the .cu file of its kernel, next to the kernel's launch configuration.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+
+#include "cuda/cuda_check.hpp"
+#include "cuda/gemm_config.hpp"
+
+namespace mhc::cuda {
+
+struct LaunchOptions {
+  cudaStream_t stream;
+  bool pdl;  // launch with programmatic stream serialization (sm_90+)
+};
+
+// cudaLaunchKernelEx with the PDL attribute when requested; errors become mhc::Error.
+template <class... Params, class... Args>
+void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, const LaunchOptions &opt,
+                   Args &&...args) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = 0;
+  cfg.stream = opt.stream;
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cfg.attrs = attr;
+  cfg.numAttrs = opt.pdl ? 1 : 0;
+  MHC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+// ---- hc_post (post_kernel.cu) ----
+struct PostKernelArgs {
+  int64_t T, H;
+  const uint16_t *x, *residual;
+  const float *post_mix, *comb_mix;
+  uint16_t *residual_out;
+};
+void launch_post(const PostKernelArgs &a, const LaunchOptions &opt);
+
+// ---- split-K prenorm GEMM (prenorm_gemm_kernel.cu) ----
+struct GemmArgs {
+  int64_t T, H;
+  const uint16_t *residual;  // plain: the streams; fused: the streams before hc_post
+  const float *fn;           // [n_out, 4H]
+  float *partials;           // [splits, T, n_out + 1]
+  // fused only: hc_post inputs and the new residual it writes
+  const uint16_t *x;
+  const float *post_mix, *comb_mix;
+  uint16_t *residual_out;
+  int64_t vectors_per_split;  // set by the launcher
+};
+void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
+                         const LaunchOptions &opt);
+
+// ---- finalize: mixes, Sinkhorn, weighted stream sum (finalize_kernel.cu) ----
+struct FinalizeArgs {
+  int64_t T, H;
+  int splits;
+  const float *partials;     // [splits, T, n_out + 1]
+  const uint16_t *residual;  // [T, 4, H] (the new residual for the fused boundary)
+  const float *scale, *base;
+  const uint16_t *norm_weight;  // [H] or nullptr
+  float rms_eps, pre_eps, sinkhorn_eps, post_mult, norm_eps;
+  int sinkhorn_iters;
+  float *post_mix;       // [T, 4]   (hc_pre only)
+  float *comb_mix;       // [T, 4, 4] (hc_pre only)
+  uint16_t *out;         // [T, H] layer_input or head output
+};
+void launch_finalize(int n_out, const FinalizeArgs &a, const LaunchOptions &opt);
+
+}  // namespace mhc::cuda

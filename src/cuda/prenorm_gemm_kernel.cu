@@ -1,0 +1,207 @@
+// The split-K "prenorm GEMM": for every token, the NOUT dot products of the flattened bf16
+// streams with the rows of fn, plus their sum of squares, as per-split partials that the
+// finalize kernel reduces in a fixed order. CUDA-core FP32 FMA, no atomics.
+//
+// One routine serves hc_pre (streams loaded from memory), hc_head (NOUT = 4) and the fused
+// boundary (kFused: the new residual of hc_post is computed in registers from x, residual,
+// post_mix and comb_mix, rounded to bf16, stored, and the rounded values feed the GEMM).
+// Because the fused and the plain variant run the same accumulation code on the same bf16
+// values with the same configuration, hc_post_pre == hc_post + hc_pre bit for bit.
+//
+// Work split: grid.x = K-splits over hidden (each split a contiguous range of 8-channel
+// vectors, all 4 streams), grid.y = token CTAs looping over blocks of TPB tokens. Inside a
+// CTA of 256 threads, G groups of VPI = 256/G threads each own NOUT/G outputs; a thread
+// walks the vectors v = v0 + lane_in_group, v += VPI, so every weight element is loaded once
+// per token block and reused for TPB tokens from registers.
+#include <cuda_runtime.h>
+
+#include "cuda/cuda_check.hpp"
+#include "cuda/device_common.cuh"
+#include "cuda/kernels.hpp"
+
+namespace mhc::cuda {
+namespace {
+
+constexpr int kGemmThreads = 256;
+
+template <int NOUT, int G, int TPB, bool kFused, bool kVec>
+__global__ void __launch_bounds__(kGemmThreads)
+    prenorm_gemm_kernel(const GemmArgs a) {
+  constexpr int VPI = kGemmThreads / G;  // vectors per iteration of one group
+  constexpr int OPT = NOUT / G;          // outputs per thread
+  constexpr int kWarps = kGemmThreads / 32;
+  constexpr int kWarpsPerGroup = VPI / 32;
+  static_assert(VPI % 32 == 0 && NOUT % G == 0, "groups must be whole warps");
+
+  __shared__ float s_red[kWarps][TPB][OPT + 1];
+  __shared__ float s_mix[kFused ? TPB : 1][20];  // fused: post[4] then comb[4][4] per token
+
+  const int64_t T = a.T, H = a.H, K = 4 * H;
+  const int group = threadIdx.x / VPI, lane_in_group = threadIdx.x % VPI;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int64_t n_vec = (H + kVecWidth - 1) / kVecWidth;
+  const int64_t v_begin = static_cast<int64_t>(blockIdx.x) * a.vectors_per_split;
+  const int64_t v_end = min(n_vec, v_begin + a.vectors_per_split);
+
+  // Only x (fused) depends on the kernel before us when launched with PDL; everything is
+  // simplest and safe if we wait before touching any argument.
+  wait_for_prior_grid();
+
+  for (int64_t t0 = static_cast<int64_t>(blockIdx.y) * TPB; t0 < T;
+       t0 += static_cast<int64_t>(gridDim.y) * TPB) {
+    if constexpr (kFused) {
+      for (int i = threadIdx.x; i < TPB * 20; i += kGemmThreads) {
+        const int tt = i / 20, k = i % 20;
+        const int64_t t = t0 + tt;
+        float v = 0.0f;
+        if (t < T) v = k < 4 ? a.post_mix[t * 4 + k] : a.comb_mix[t * 16 + (k - 4)];
+        s_mix[tt][k] = v;
+      }
+      __syncthreads();
+    }
+
+    float acc[TPB][OPT];
+    float sum_sq[TPB];
+#pragma unroll
+    for (int tt = 0; tt < TPB; ++tt) {
+      sum_sq[tt] = 0.0f;
+#pragma unroll
+      for (int q = 0; q < OPT; ++q) acc[tt][q] = 0.0f;
+    }
+
+    for (int64_t v = v_begin + lane_in_group; v < v_end; v += VPI) {
+      const int64_t h0 = v * kVecWidth;
+      uint4 xs[TPB][4];  // the 4 streams of each token, 8 bf16 channels each
+#pragma unroll
+      for (int tt = 0; tt < TPB; ++tt) {
+        const int64_t t = t0 + tt;
+        if (t >= T) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j) xs[tt][j] = make_uint4(0, 0, 0, 0);
+          continue;
+        }
+        if constexpr (kFused) {
+          float xf[8], r[4][8];
+          unpack_bf16x8(load_bf16x8<kVec>(a.x + t * H, h0, H), xf);
+#pragma unroll
+          for (int i = 0; i < 4; ++i)
+            unpack_bf16x8(load_bf16x8<kVec>(a.residual + (t * 4 + i) * H, h0, H), r[i]);
+#pragma unroll
+          for (int j = 0; j < 4; ++j) {
+            const float col[4] = {s_mix[tt][4 + 0 * 4 + j], s_mix[tt][4 + 1 * 4 + j],
+                                  s_mix[tt][4 + 2 * 4 + j], s_mix[tt][4 + 3 * 4 + j]};
+            float out[8];
+#pragma unroll
+            for (int e = 0; e < 8; ++e) {
+              const float re[4] = {r[0][e], r[1][e], r[2][e], r[3][e]};
+              out[e] = post_element(s_mix[tt][j], xf[e], col, re);
+            }
+            xs[tt][j] = pack_bf16x8(out);
+            if (group == 0) store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, xs[tt][j]);
+          }
+        } else {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+            xs[tt][j] = load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h0, H);
+        }
+      }
+
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        float xf[TPB][8];
+#pragma unroll
+        for (int tt = 0; tt < TPB; ++tt) unpack_bf16x8(xs[tt][j], xf[tt]);
+#pragma unroll
+        for (int q = 0; q < OPT; ++q) {
+          float w[8];
+          load_f32x8<kVec>(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H, h0, H, w);
+#pragma unroll
+          for (int tt = 0; tt < TPB; ++tt)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) acc[tt][q] = fma_f32(xf[tt][e], w[e], acc[tt][q]);
+        }
+        if (group == 0) {
+#pragma unroll
+          for (int tt = 0; tt < TPB; ++tt)
+#pragma unroll
+            for (int e = 0; e < 8; ++e) sum_sq[tt] = fma_f32(xf[tt][e], xf[tt][e], sum_sq[tt]);
+        }
+      }
+    }
+
+    // Reduce: butterfly inside each warp, then the warps of a group in increasing order.
+#pragma unroll
+    for (int tt = 0; tt < TPB; ++tt) {
+#pragma unroll
+      for (int q = 0; q < OPT; ++q) {
+        const float s = warp_sum(acc[tt][q]);
+        if (lane == 0) s_red[warp][tt][q] = s;
+      }
+      const float s = warp_sum(sum_sq[tt]);
+      if (lane == 0) s_red[warp][tt][OPT] = s;
+    }
+    __syncthreads();
+    for (int i = threadIdx.x; i < TPB * (NOUT + 1); i += kGemmThreads) {
+      const int tt = i / (NOUT + 1), o = i % (NOUT + 1);
+      const int64_t t = t0 + tt;
+      if (t >= T) continue;
+      const int g = o < NOUT ? o / OPT : 0;
+      const int q = o < NOUT ? o % OPT : OPT;
+      float s = 0.0f;
+      for (int w = g * kWarpsPerGroup; w < (g + 1) * kWarpsPerGroup; ++w) s += s_red[w][tt][q];
+      a.partials[(static_cast<int64_t>(blockIdx.x) * T + t) * (NOUT + 1) + o] = s;
+    }
+    __syncthreads();  // s_red and s_mix are reused by the next token block
+  }
+  allow_dependent_launch();
+}
+
+template <int NOUT, int G, int TPB, bool kFused>
+void launch_variant(const GemmArgs &a, const GemmConfig &c, bool vec, const LaunchOptions &opt) {
+  const int64_t token_blocks = (a.T + TPB - 1) / TPB;
+  const dim3 grid(static_cast<unsigned>(c.splits),
+                  static_cast<unsigned>(std::min<int64_t>(token_blocks, c.token_ctas)));
+  if (vec)
+    launch_kernel(prenorm_gemm_kernel<NOUT, G, TPB, kFused, true>, grid, dim3(kGemmThreads), opt, a);
+  else
+    launch_kernel(prenorm_gemm_kernel<NOUT, G, TPB, kFused, false>, grid, dim3(kGemmThreads), opt, a);
+}
+
+template <int NOUT, int G, bool kFused>
+void launch_tpb(const GemmArgs &a, const GemmConfig &c, bool vec, const LaunchOptions &opt) {
+  switch (c.tokens_per_cta) {
+    case 2: return launch_variant<NOUT, G, 2, kFused>(a, c, vec, opt);
+    case 4: return launch_variant<NOUT, G, 4, kFused>(a, c, vec, opt);
+    default:
+      fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: tokens_per_cta %d not built (2 or 4)",
+           c.tokens_per_cta);
+  }
+}
+
+}  // namespace
+
+void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
+                         const LaunchOptions &opt) {
+  const int64_t n_vec = (a.H + kVecWidth - 1) / kVecWidth;
+  GemmArgs args = a;
+  args.vectors_per_split = (n_vec + c.splits - 1) / c.splits;
+  const bool vec = a.H % kVecWidth == 0 && is_aligned16(a.residual) && is_aligned16(a.fn) &&
+                   (!fused || (is_aligned16(a.x) && is_aligned16(a.residual_out)));
+  if (n_out == 4) {
+    if (c.out_groups != 1 || fused)
+      fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: hc_head needs 1 output group, unfused");
+    return launch_tpb<4, 1, false>(args, c, vec, opt);
+  }
+  switch (c.out_groups) {
+    case 4:
+      return fused ? launch_tpb<24, 4, true>(args, c, vec, opt)
+                   : launch_tpb<24, 4, false>(args, c, vec, opt);
+    case 8:
+      return fused ? launch_tpb<24, 8, true>(args, c, vec, opt)
+                   : launch_tpb<24, 8, false>(args, c, vec, opt);
+    default:
+      fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: out_groups %d not built (4 or 8)", c.out_groups);
+  }
+}
+
+}  // namespace mhc::cuda
