@@ -1,0 +1,3 @@
+module github.com/mhc-project/mhc
+
+go 1.19
