@@ -295,10 +295,12 @@ inline uint16_t f32_to_bf16(float f) {
   return uint16_t(u >> 16);
 }
 
+// f(i) for i in [0, n) on up to hardware_concurrency threads, each taking >= grain items.
 template <class F>
-void parallel_for(size_t n, F &&f) {
-  unsigned nt = std::max(1u, std::thread::hardware_concurrency());
-  if (n < (size_t(1) << 16)) nt = 1;
+void parallel_for(size_t n, F &&f, size_t grain = size_t(1) << 16) {
+  const size_t by_grain = (n + grain - 1) / std::max<size_t>(grain, 1);
+  unsigned nt = unsigned(std::min<size_t>(std::max(1u, std::thread::hardware_concurrency()),
+                                          std::max<size_t>(by_grain, 1)));
   std::vector<std::thread> th;
   size_t chunk = (n + nt - 1) / nt;
   for (unsigned t = 0; t < nt; ++t) {
@@ -677,7 +679,7 @@ size_t count_nonfinite(const void *dev, size_t bytes, bool bf16) {
       size_t b = c * 65536, e = std::min(n, b + 65536), k = 0;
       for (size_t i = b; i < e; ++i) k += (v[i] & 0x7f80u) == 0x7f80u;
       if (k) bad += k;
-    });
+    }, 1);
   } else {
     const float *v = reinterpret_cast<const float *>(h.data());
     size_t n = bytes / 4, nchunks = (n + 65535) / 65536;
@@ -685,7 +687,7 @@ size_t count_nonfinite(const void *dev, size_t bytes, bool bf16) {
       size_t b = c * 65536, e = std::min(n, b + 65536), k = 0;
       for (size_t i = b; i < e; ++i) k += !std::isfinite(v[i]);
       if (k) bad += k;
-    });
+    }, 1);
   }
   return bad.load();
 }
