@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "test_util.h"
@@ -19,6 +20,7 @@ typedef struct cmp_job {
   size_t n, elem_size;
   double rtol, atol;
   int max_ulps;
+  int verbose; /* MHCT_CMP_VERBOSE set: print every element the budget accepts */
   int nparts;
   mhct_cmp parts[MAX_PARTS];
 } cmp_job;
@@ -107,6 +109,9 @@ static void cmp_range(cmp_job *j, mhct_cmp *r, size_t b, size_t e_end) {
           if (fabs(g - e) <= allowed) {
             ok = 1;
             r->n_budget++;
+            if (j->verbose)
+              fprintf(stderr, "mhct: [%zu] accepted by budget: got %.9g exp %.9g (%d ulp) |d| %.3g <= %.3g\n",
+                      i, g, e, (int)ulps, fabs(g - e), allowed);
           }
         }
         note(r, i, g, e, (double)ulps, ok);
@@ -143,6 +148,7 @@ static void cmp_parts(void *arg, int64_t p0, int64_t p1) {
 
 static int run(cmp_job *j, mhct_cmp *r, const char *what) {
   reset(r, what, j->n);
+  j->verbose = getenv("MHCT_CMP_VERBOSE") != NULL;
   j->nparts = 1;
   if (j->n >= ((size_t)1 << 18)) {
     j->nparts = mhct_num_threads();

@@ -4,7 +4,9 @@
  *
  * Every function fills an mhct_cmp and returns 1 when every element is within tolerance,
  * 0 otherwise; mhct_cmp_line() formats the result as one line for the test log. Large arrays
- * are compared on several threads (the result does not depend on the thread count).
+ * are compared on several threads (the result does not depend on the thread count). With
+ * MHCT_CMP_VERBOSE set in the environment, every element accepted by an error budget is
+ * printed on stderr.
  */
 #ifndef MHC_TESTS_COMMON_COMPARE_H_
 #define MHC_TESTS_COMMON_COMPARE_H_
