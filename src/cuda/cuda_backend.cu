@@ -3,7 +3,8 @@
 //
 //   hc_post      -> post kernel
 //   hc_pre       -> prenorm GEMM (split-K partials) -> finalize (PDL-chained)
-//   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained)
+//   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained), or where
+//                   measured faster, hc_post then hc_pre (identical bits either way)
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
 #include <cuda_runtime.h>
 
@@ -36,6 +37,16 @@ class DeviceGuard {
 };
 
 bool batch_invariant(const mhc_hc_params &p) { return (p.flags & MHC_FLAG_BATCH_INVARIANT) != 0; }
+
+// Workspace layout: [weight parts of the MMA variant][partial sums].
+void place_workspace(void *ws, const GemmConfig &c, int64_t H, GemmArgs *g) {
+  char *base = static_cast<char *>(ws);
+  if (c.variant == GemmVariant::kMma) {
+    g->fn_parts = reinterpret_cast<uint16_t *>(base);
+    base += weight_parts_bytes(H);
+  }
+  g->partials = reinterpret_cast<float *>(base);
+}
 
 FinalizeArgs finalize_args(const PreArgs &a, const GemmConfig &c, const float *partials) {
   FinalizeArgs f{};
@@ -79,7 +90,7 @@ class CudaBackend final : public Backend {
   void hc_post(const PostArgs &a) override {
     DeviceGuard guard(device_);
     launch_post({a.T, a.H, a.x, a.residual, a.post_mix, a.comb_mix, a.residual_out},
-                {a.stream, user_pdl_});
+                {a.stream, user_pdl_, has_pdl_});
   }
 
   void hc_pre(const PreArgs &a) override {
@@ -90,27 +101,34 @@ class CudaBackend final : public Backend {
     g.H = a.H;
     g.residual = a.residual;
     g.fn = a.w.fn;
-    g.partials = static_cast<float *>(a.workspace);
-    launch_prenorm_gemm(24, false, g, c, {a.stream, user_pdl_});
-    launch_finalize(24, finalize_args(a, c, g.partials), {a.stream, has_pdl_});
+    place_workspace(a.workspace, c, a.H, &g);
+    const LaunchOptions opt{a.stream, user_pdl_, has_pdl_};
+    launch_prenorm_gemm(24, false, g, c, opt);
+    launch_finalize(24, finalize_args(a, c, g.partials), opt.chained());
   }
 
   void hc_post_pre(const PostPreArgs &a) override {
-    DeviceGuard guard(device_);
     const PreArgs &pre = a.pre;
     const GemmConfig c = choose_gemm_config(24, pre.T, pre.H, batch_invariant(*pre.p));
+    if (!fuse_post_into_gemm(c, pre.T)) {  // same bits, measured faster at this size
+      hc_post(a.post);
+      hc_pre(pre);
+      return;
+    }
+    DeviceGuard guard(device_);
     GemmArgs g{};
     g.T = pre.T;
     g.H = pre.H;
     g.residual = a.post.residual;
     g.fn = pre.w.fn;
-    g.partials = static_cast<float *>(pre.workspace);
+    place_workspace(pre.workspace, c, pre.H, &g);
     g.x = a.post.x;
     g.post_mix = a.post.post_mix;
     g.comb_mix = a.post.comb_mix;
     g.residual_out = a.post.residual_out;
-    launch_prenorm_gemm(24, true, g, c, {pre.stream, user_pdl_});
-    launch_finalize(24, finalize_args(pre, c, g.partials), {pre.stream, has_pdl_});
+    const LaunchOptions opt{pre.stream, user_pdl_, has_pdl_};
+    launch_prenorm_gemm(24, true, g, c, opt);
+    launch_finalize(24, finalize_args(pre, c, g.partials), opt.chained());
   }
 
   void hc_head(const HeadArgs &a) override {
@@ -121,8 +139,9 @@ class CudaBackend final : public Backend {
     g.H = a.H;
     g.residual = a.residual;
     g.fn = a.fn;
-    g.partials = static_cast<float *>(a.workspace);
-    launch_prenorm_gemm(4, false, g, c, {a.stream, user_pdl_});
+    place_workspace(a.workspace, c, a.H, &g);
+    const LaunchOptions opt{a.stream, user_pdl_, has_pdl_};
+    launch_prenorm_gemm(4, false, g, c, opt);
     FinalizeArgs f{};
     f.T = a.T;
     f.H = a.H;
@@ -134,7 +153,7 @@ class CudaBackend final : public Backend {
     f.rms_eps = a.p->rms_eps;
     f.pre_eps = a.p->pre_eps;
     f.out = a.out;
-    launch_finalize(4, f, {a.stream, has_pdl_});
+    launch_finalize(4, f, opt.chained());
   }
 
   size_t workspace_size(int32_t op, const mhc_hc_params &p, int64_t T, int64_t H) override {

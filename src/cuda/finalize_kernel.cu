@@ -31,12 +31,14 @@ __device__ float sinkhorn_lane(float logit, int iters, float eps) {
   const float m = fmaxf(fmaxf(fmaxf(r0, r1), r2), r3);
   const float e = expf(logit - m);
   const float row_sum = ((row(e, 0) + row(e, 1)) + row(e, 2)) + row(e, 3);
-  float v = e / row_sum + eps;
+  // The 39 dependent normalisations are the latency floor of the finalize: divide with the
+  // fast reciprocal-multiply (<= 2 ulp; the comb tolerance of 1e-4 leaves ample room).
+  float v = __fdividef(e, row_sum) + eps;
   // column normalisation, then (iters - 1) row + column normalisations
-  v = v / ((((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
+  v = __fdividef(v, (((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
   for (int it = 1; it < iters; ++it) {
-    v = v / ((((row(v, 0) + row(v, 1)) + row(v, 2)) + row(v, 3)) + eps);
-    v = v / ((((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
+    v = __fdividef(v, (((row(v, 0) + row(v, 1)) + row(v, 2)) + row(v, 3)) + eps);
+    v = __fdividef(v, (((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
   }
   return v;
 }
@@ -57,18 +59,46 @@ template <int NOUT, bool kVec, bool kNorm>
 __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const FinalizeArgs a) {
   __shared__ float s_pre[4];
   __shared__ float s_tmp[kFinalizeThreads / 32];
+  __shared__ float s_part[kMaxSplits][NOUT + 1];
+  __shared__ float s_quarter[4][NOUT + 1];
   const int64_t t = blockIdx.x, H = a.H;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const bool first_block = blockIdx.y == 0;
 
   wait_for_prior_grid();  // the partials come from the GEMM kernel just before us
 
+  // Stage this token's split partials in shared memory with every thread (all loads in
+  // flight at once), then sum them in a fixed order: 4 interleaved sequential partial sums
+  // per output, combined as (p0 + p1) + (p2 + p3).
+  // Unrolled by 8 so that a thread's loads are all in flight before the first store: at
+  // decode sizes this staging is pure memory latency.
+  constexpr int kUnroll = 8;
+  const int n_part = a.splits * (NOUT + 1);
+  for (int base = threadIdx.x; base < n_part; base += kUnroll * kFinalizeThreads) {
+    float v[kUnroll];
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const int i = base + k * kFinalizeThreads, s = i / (NOUT + 1), o = i % (NOUT + 1);
+      v[k] = i < n_part ? a.partials[(static_cast<int64_t>(s) * a.T + t) * (NOUT + 1) + o] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < kUnroll; ++k) {
+      const int i = base + k * kFinalizeThreads;
+      if (i < n_part) s_part[i / (NOUT + 1)][i % (NOUT + 1)] = v[k];
+    }
+  }
+  __syncthreads();
+  if (threadIdx.x < 4 * (NOUT + 1)) {
+    const int o = threadIdx.x % (NOUT + 1), q = threadIdx.x / (NOUT + 1);
+    float p = 0.0f;
+    for (int s = q; s < a.splits; s += 4) p += s_part[s][o];
+    s_quarter[q][o] = p;
+  }
+  __syncthreads();
   if (warp == 0) {
-    // lane o < NOUT: dot product o; lane NOUT: sum of squares. Splits summed in order.
-    float sum = 0.0f;
-    if (lane <= NOUT)
-      for (int s = 0; s < a.splits; ++s)
-        sum += a.partials[(static_cast<int64_t>(s) * a.T + t) * (NOUT + 1) + lane];
+    // lane o < NOUT: dot product o; lane NOUT: sum of squares.
+    const int o = lane <= NOUT ? lane : 0;
+    const float sum = (s_quarter[0][o] + s_quarter[1][o]) + (s_quarter[2][o] + s_quarter[3][o]);
     const float sum_sq = __shfl_sync(0xffffffffu, sum, NOUT);
     const float mix = sum * inv_rms_f32(sum_sq, static_cast<float>(4 * H), a.rms_eps);
     if (lane < 4) s_pre[lane] = sigmoid_f32(mix * a.scale[0] + a.base[lane]) + a.pre_eps;

@@ -14,7 +14,9 @@ namespace mhc::cuda {
 
 struct LaunchOptions {
   cudaStream_t stream;
-  bool pdl;  // launch with programmatic stream serialization (sm_90+)
+  bool pdl;    // launch this kernel with programmatic stream serialization (sm_90+)
+  bool chain;  // the device supports PDL: later kernels of the same op may use it
+  LaunchOptions chained() const { return {stream, chain, chain}; }
 };
 
 // cudaLaunchKernelEx with the PDL attribute when requested; errors become mhc::Error.
@@ -49,6 +51,7 @@ struct GemmArgs {
   const uint16_t *residual;  // plain: the streams; fused: the streams before hc_post
   const float *fn;           // [n_out, 4H]
   float *partials;           // [splits, T, n_out + 1]
+  uint16_t *fn_parts;        // MMA variant: [3, 24, 4H] bf16 split of fn (workspace)
   // fused only: hc_post inputs and the new residual it writes
   const uint16_t *x;
   const float *post_mix, *comb_mix;
@@ -57,6 +60,10 @@ struct GemmArgs {
 };
 void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
                          const LaunchOptions &opt);
+// The tensor-core variant (prenorm_mma_kernel.cu); called by launch_prenorm_gemm.
+// Needs weight_parts_bytes(H) of workspace at a.fn_parts.
+void launch_prenorm_mma(bool fused, const GemmArgs &a, const GemmConfig &c,
+                        const LaunchOptions &opt);
 
 // ---- finalize: mixes, Sinkhorn, weighted stream sum (finalize_kernel.cu) ----
 struct FinalizeArgs {

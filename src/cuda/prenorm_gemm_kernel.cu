@@ -170,10 +170,11 @@ void launch_variant(const GemmArgs &a, const GemmConfig &c, bool vec, const Laun
 template <int NOUT, int G, bool kFused>
 void launch_tpb(const GemmArgs &a, const GemmConfig &c, bool vec, const LaunchOptions &opt) {
   switch (c.tokens_per_cta) {
+    case 1: return launch_variant<NOUT, G, 1, kFused>(a, c, vec, opt);
     case 2: return launch_variant<NOUT, G, 2, kFused>(a, c, vec, opt);
     case 4: return launch_variant<NOUT, G, 4, kFused>(a, c, vec, opt);
     default:
-      fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: tokens_per_cta %d not built (2 or 4)",
+      fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: tokens_per_cta %d not built (1, 2 or 4)",
            c.tokens_per_cta);
   }
 }
@@ -187,6 +188,10 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
   args.vectors_per_split = (n_vec + c.splits - 1) / c.splits;
   const bool vec = a.H % kVecWidth == 0 && is_aligned16(a.residual) && is_aligned16(a.fn) &&
                    (!fused || (is_aligned16(a.x) && is_aligned16(a.residual_out)));
+  if (c.variant == GemmVariant::kMma) {
+    if (n_out != 24) fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: the MMA variant has 24 outputs");
+    return launch_prenorm_mma(fused, a, c, opt);
+  }
   if (n_out == 4) {
     if (c.out_groups != 1 || fused)
       fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: hc_head needs 1 output group, unfused");
