@@ -290,6 +290,9 @@ class Context:
         if stream is None:
             torch = sys.modules.get("torch")
             if torch is not None:
+                raw = getattr(torch._C, "_cuda_getCurrentRawStream", None)  # no Stream object
+                if raw is not None:
+                    return raw(self._device)
                 return torch.cuda.current_stream(self._device).cuda_stream
             return 0
         if isinstance(stream, int):
@@ -332,10 +335,10 @@ class Context:
         h = self._live()
         p = params_tuple(params)
         s = self._stream(stream)
-        sfn = lambda: s  # noqa: E731
+        dls = s if self._backend == BACKEND_CUDA else None
         keep = []
-        r = describe(residual, "residual", keep, False, sfn)
-        w = self._weights(fn, scale, base, norm_weight, keep, sfn)
+        r = describe(residual, "residual", keep, False, dls)
+        w = self._weights(fn, scale, base, norm_weight, keep, dls)
         dims = residual_dims(r)
         if out is None:
             if dims is None:
@@ -346,7 +349,7 @@ class Context:
                 outs = (a.empty((T, 4), False), a.empty((T, 4, 4), False), a.empty((T, H), True))
         else:
             outs = self._outs(out, 3, "(post_mix, comb_mix, layer_input)")
-        d = [None if o is None else describe(o, n, keep, True, sfn)
+        d = [None if o is None else describe(o, n, keep, True, dls)
              for n, o in zip(("post_mix_out", "comb_mix_out", "layer_input_out"), outs)]
         T, H = dims if dims else (None, None)
         ws, wsb = self._workspace(OP_HC_PRE, p, T, H)
@@ -358,17 +361,17 @@ class Context:
         bf16(post_mix[t,j] * x[t,h] + sum_i comb_mix[t,i,j] * residual[t,i,h])."""
         h = self._live()
         s = self._stream(stream)
-        sfn = lambda: s  # noqa: E731
+        dls = s if self._backend == BACKEND_CUDA else None
         keep = []
-        r = describe(residual, "residual", keep, False, sfn)
-        dx = describe(x, "x", keep, False, sfn)
-        dp = describe(post_mix, "post_mix", keep, False, sfn)
-        dc = describe(comb_mix, "comb_mix", keep, False, sfn)
+        r = describe(residual, "residual", keep, False, dls)
+        dx = describe(x, "x", keep, False, dls)
+        dp = describe(post_mix, "post_mix", keep, False, dls)
+        dc = describe(comb_mix, "comb_mix", keep, False, dls)
         dims = residual_dims(r)
         if out is None:
             out = None if dims is None else Allocator(residual, r).empty(
                 (dims[0], 4, dims[1]), True)
-        do = None if out is None else describe(out, "residual_out", keep, True, sfn)
+        do = None if out is None else describe(out, "residual_out", keep, True, dls)
         check(_c.mhc_hc_post(h, dx, r, dp, dc, do, s))
         return out
 
@@ -380,13 +383,13 @@ class Context:
         h = self._live()
         p = params_tuple(params)
         s = self._stream(stream)
-        sfn = lambda: s  # noqa: E731
+        dls = s if self._backend == BACKEND_CUDA else None
         keep = []
-        r = describe(residual, "residual", keep, False, sfn)
-        dx = describe(x, "x", keep, False, sfn)
-        dp = describe(post_mix, "post_mix", keep, False, sfn)
-        dc = describe(comb_mix, "comb_mix", keep, False, sfn)
-        w = self._weights(fn, scale, base, norm_weight, keep, sfn)
+        r = describe(residual, "residual", keep, False, dls)
+        dx = describe(x, "x", keep, False, dls)
+        dp = describe(post_mix, "post_mix", keep, False, dls)
+        dc = describe(comb_mix, "comb_mix", keep, False, dls)
+        w = self._weights(fn, scale, base, norm_weight, keep, dls)
         dims = residual_dims(r)
         if out is None:
             if dims is None:
@@ -398,7 +401,7 @@ class Context:
                         a.empty((T, 4, 4), False), a.empty((T, H), True))
         else:
             outs = self._outs(out, 4, "(residual_out, post_mix, comb_mix, layer_input)")
-        d = [None if o is None else describe(o, n, keep, True, sfn)
+        d = [None if o is None else describe(o, n, keep, True, dls)
              for n, o in zip(("residual_out", "post_mix_out", "comb_mix_out", "layer_input_out"),
                              outs)]
         T, H = dims if dims else (None, None)
@@ -412,16 +415,16 @@ class Context:
         h = self._live()
         p = params_tuple(params)
         s = self._stream(stream)
-        sfn = lambda: s  # noqa: E731
+        dls = s if self._backend == BACKEND_CUDA else None
         keep = []
-        r = describe(residual, "residual", keep, False, sfn)
-        dfn = describe(fn, "fn_head", keep, False, sfn)
-        dsc = describe(scale, "scale", keep, False, sfn)
-        dba = describe(base, "base", keep, False, sfn)
+        r = describe(residual, "residual", keep, False, dls)
+        dfn = describe(fn, "fn_head", keep, False, dls)
+        dsc = describe(scale, "scale", keep, False, dls)
+        dba = describe(base, "base", keep, False, dls)
         dims = residual_dims(r)
         if out is None:
             out = None if dims is None else Allocator(residual, r).empty((dims[0], dims[1]), True)
-        do = None if out is None else describe(out, "out", keep, True, sfn)
+        do = None if out is None else describe(out, "out", keep, True, dls)
         T, H = dims if dims else (None, None)
         ws, wsb = self._workspace(OP_HC_HEAD, p, T, H)
         check(_c.mhc_hc_head(h, p, dfn, dsc, dba, r, do, ws, wsb, s))

@@ -98,25 +98,32 @@ def kind_of(obj) -> int:
     return KIND_DLPACK
 
 
+_TORCH_TENSOR = None  # torch.Tensor, once the program has imported torch
+
+
 def describe(obj, name: str, keep: list, output: bool = False, dlpack_stream=None):
     """The descriptor tuple of obj. Objects that must outlive the call (DLPack capsules) are
-    appended to keep. dlpack_stream: a callable giving the stream handle to pass to
-    ``__dlpack__(stream=...)`` for CUDA producers."""
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(obj, torch.Tensor):
-        dev = obj.device
-        if dev.type == "cuda":
-            dt, di = DL_CUDA, dev.index
-        elif dev.type == "cpu":
+    appended to keep. dlpack_stream: the stream handle to pass to ``__dlpack__(stream=...)``
+    of CUDA producers (None: none is passed)."""
+    global _TORCH_TENSOR
+    tt = _TORCH_TENSOR
+    if tt is None:
+        torch = sys.modules.get("torch")
+        if torch is not None:
+            tt = _TORCH_TENSOR = torch.Tensor
+    if tt is not None and isinstance(obj, tt):  # the hot path: a few attribute reads
+        if obj.is_cuda:
+            dt, di = DL_CUDA, obj.get_device()
+        elif obj.device.type == "cpu":
             dt, di = DL_CPU, 0
         else:
             raise DeviceMismatch(_mhc.MHC_ERROR_DEVICE_MISMATCH,
-                                 f"{name}: tensors on torch device '{dev}' are not supported "
-                                 "(cpu or cuda)")
-        code, bits = _torch_dtype(torch, obj.dtype, name)
+                                 f"{name}: tensors on torch device '{obj.device}' are not "
+                                 "supported (cpu or cuda)")
+        cb = _TORCH_DTYPES.get(obj.dtype) or _torch_dtype(sys.modules["torch"], obj.dtype, name)
         # dense (or empty) tensors go without strides; others let the library name the stride
         strides = None if obj.is_contiguous() or obj.numel() == 0 else tuple(obj.stride())
-        return (obj.data_ptr(), dt, di, code, bits, 1, tuple(obj.shape), strides, 0)
+        return (obj.data_ptr(), dt, di, cb[0], cb[1], 1, obj.shape, strides, 0)
     if isinstance(obj, np.ndarray):
         ai = obj.__array_interface__
         ptr, readonly = ai["data"]
@@ -138,8 +145,8 @@ def describe(obj, name: str, keep: list, output: bool = False, dlpack_stream=Non
         if hasattr(obj, "__dlpack_device__"):
             dev = tuple(obj.__dlpack_device__())
         if dev is not None and dev[0] in (DL_CUDA, DL_CUDA_MANAGED) and dlpack_stream is not None:
-            s = dlpack_stream()
-            cap = obj.__dlpack__(stream=s if s else 1)  # DLPack: 1 = the legacy default stream
+            # DLPack: 1 = the legacy default stream (0 is not allowed)
+            cap = obj.__dlpack__(stream=dlpack_stream if dlpack_stream else 1)
         else:
             cap = obj.__dlpack__()
         keep.append(cap)
