@@ -15,7 +15,9 @@
 # The library is found with `pkg-config mhc` (set PKG_CONFIG_PATH to <prefix>/lib/pkgconfig),
 # or with MHC_PREFIX (<prefix>/include, <prefix>/lib). Honours PYTHON (default python3), CC
 # (default cc), CFLAGS, LDFLAGS, SWIG (default swig). The extension gets an rpath to the
-# library's directory. Afterwards: PYTHONPATH=bindings/python python3 -c 'import mhc'.
+# library's directory. When the compiler finds no dlpack/dlpack.h (no libdlpack-dev), the
+# build uses the DLPack header that ships with an installed torch (torch/include/ATen).
+# Afterwards: PYTHONPATH=bindings/python python3 -c 'import mhc'.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -70,10 +72,23 @@ build() {
   pyinc=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
   suffix=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("EXT_SUFFIX"))')
   [ -f "$pyinc/Python.h" ] || die "no Python.h in $pyinc (install the Python development headers)"
+  # dlpack/dlpack.h: the system's (Debian libdlpack-dev), else the copy that ships with torch
+  local dlpack_flags=""
+  # shellcheck disable=SC2086
+  if ! printf '#include <dlpack/dlpack.h>\n' | "$CC" ${CFLAGS:-} -I"$INCDIR" -E -x c - >/dev/null 2>&1; then
+    local tinc
+    tinc=$("$PYTHON" -c 'import importlib.util as u, os; s = u.find_spec("torch"); print(os.path.join(s.submodule_search_locations[0], "include") if s else "")' 2>/dev/null || true)
+    [ -n "$tinc" ] && [ -f "$tinc/ATen/dlpack.h" ] ||
+      die "dlpack/dlpack.h not found: install libdlpack-dev or add -I<dir> to CFLAGS"
+    mkdir -p "$HERE/build/dlpack-shim/dlpack"
+    printf '#include <ATen/dlpack.h>\n' >"$HERE/build/dlpack-shim/dlpack/dlpack.h"
+    dlpack_flags="-I$HERE/build/dlpack-shim -I$tinc"
+    echo "build_ext.sh: no dlpack/dlpack.h on the include path; using torch's $tinc/ATen/dlpack.h"
+  fi
   local out="$HERE/mhc/_mhc_ext$suffix"
   # shellcheck disable=SC2086
   "$CC" -shared -fPIC -O2 -fno-strict-aliasing -Wno-unused-parameter \
-    -I"$pyinc" -I"$INCDIR" ${CFLAGS:-} "$GEN/_mhc_wrap.c" -o "$out.tmp" \
+    -I"$pyinc" -I"$INCDIR" $dlpack_flags ${CFLAGS:-} "$GEN/_mhc_wrap.c" -o "$out.tmp" \
     -L"$LIBDIR" -lmhc -Wl,-rpath,"$LIBDIR" ${LDFLAGS:-}
   mv -f "$out.tmp" "$out"
   cp -f "$GEN/_mhc.py" "$HERE/mhc/_mhc.py"
