@@ -8,6 +8,8 @@
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
 #include <cuda_runtime.h>
 
+#include <algorithm>
+
 #include "context.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gemm_config.hpp"
@@ -96,26 +98,17 @@ class CudaBackend final : public Backend {
   void hc_pre(const PreArgs &a) override {
     DeviceGuard guard(device_);
     const GemmConfig c = choose_gemm_config(24, a.T, a.H, batch_invariant(*a.p));
-    GemmArgs g{};
-    g.T = a.T;
-    g.H = a.H;
-    g.residual = a.residual;
-    g.fn = a.w.fn;
-    place_workspace(a.workspace, c, a.H, &g);
-    const LaunchOptions opt{a.stream, user_pdl_, has_pdl_};
-    launch_prenorm_gemm(24, false, g, c, opt);
-    launch_finalize(24, finalize_args(a, c, g.partials), opt.chained());
+    run_pre(a, c, nullptr);
   }
 
   void hc_post_pre(const PostPreArgs &a) override {
+    DeviceGuard guard(device_);
     const PreArgs &pre = a.pre;
     const GemmConfig c = choose_gemm_config(24, pre.T, pre.H, batch_invariant(*pre.p));
     if (!fuse_post_into_gemm(c, pre.T)) {  // same bits, measured faster at this size
-      hc_post(a.post);
-      hc_pre(pre);
+      run_pre(pre, c, &a.post);
       return;
     }
-    DeviceGuard guard(device_);
     GemmArgs g{};
     g.T = pre.T;
     g.H = pre.H;
@@ -162,6 +155,43 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // hc_pre (after hc_post of `post` when given), token chunk by token chunk: each chunk's
+  // streams are written (post), read by the GEMM and re-read by the finalize while they are
+  // still in L2. Chunking never changes a token's arithmetic.
+  void run_pre(const PreArgs &a, const GemmConfig &c, const PostArgs *post) {
+    GemmArgs g{};
+    g.H = a.H;
+    g.fn = a.w.fn;
+    place_workspace(a.workspace, c, a.H, &g);
+    LaunchOptions opt{a.stream, user_pdl_, has_pdl_};
+    if (c.variant == GemmVariant::kMma) {
+      launch_split_weights(a.w.fn, g.fn_parts, a.H, opt);
+      opt = opt.chained();
+    }
+    const int64_t step = c.token_chunk > 0 ? c.token_chunk : a.T;
+    for (int64_t t0 = 0; t0 < a.T; t0 += step) {
+      const int64_t n = std::min(step, a.T - t0);
+      if (post != nullptr) {
+        launch_post({n, a.H, post->x + t0 * a.H, post->residual + t0 * 4 * a.H,
+                     post->post_mix + t0 * 4, post->comb_mix + t0 * 16,
+                     post->residual_out + t0 * 4 * a.H},
+                    opt);
+        opt = opt.chained();
+      }
+      PreArgs chunk = a;
+      chunk.T = n;
+      chunk.residual = a.residual + t0 * 4 * a.H;
+      chunk.post_mix = a.post_mix + t0 * 4;
+      chunk.comb_mix = a.comb_mix + t0 * 16;
+      chunk.layer_input = a.layer_input + t0 * a.H;
+      g.T = n;
+      g.residual = chunk.residual;
+      launch_prenorm_gemm(24, false, g, c, opt);
+      opt = opt.chained();
+      launch_finalize(24, finalize_args(chunk, c, g.partials), opt);
+    }
+  }
+
   int device_;
   bool has_pdl_ = false;   // chain our own second kernel with PDL (sm_90+)
   bool user_pdl_ = false;  // also the first kernel (MHC_CONTEXT_FLAG_PDL)
