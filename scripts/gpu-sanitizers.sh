@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Runs every GPU test of a build (ctest label `gpu`) under NVIDIA compute-sanitizer with each
+# of its tools -- memcheck (with device leak check), racecheck, initcheck, synccheck -- each
+# with --error-exitcode 1, and prints a summary table: tool, tests run, skipped, failed,
+# errors reported. Exits non-zero if any tool reported an error or any test failed.
+#
+#   scripts/gpu-sanitizers.sh [BUILD_DIR]     (default: build)
+#
+# Needs a CUDA build (cmake -DMHC_ENABLE_CUDA=ON) and a GPU; compute-sanitizer from PATH or
+# /usr/local/cuda/bin. Tests exiting with 77 (no device) count as skipped. The tests run in
+# their quick mode (MHC_HARDENING_QUICK=1: fewer loop iterations, same checks), since every
+# kernel is 10-100x slower under the tools.
+#
+# Environment: MHC_SANITIZER_TOOLS (default "memcheck racecheck initcheck synccheck"),
+# MHC_SANITIZER_TIMEOUT (seconds per test and tool, default 1800), MHC_SANITIZER_FILTER
+# (ctest -R regex, default all gpu tests), MHC_HARDENING_QUICK (default 1).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+BUILD=$(cd "${1:-$ROOT/build}" && pwd) || { echo "no build dir ${1:-build}" >&2; exit 2; }
+TOOLS=${MHC_SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}
+TIMEOUT=${MHC_SANITIZER_TIMEOUT:-1800}
+export MHC_HARDENING_QUICK=${MHC_HARDENING_QUICK:-1}
+
+CS=$(command -v compute-sanitizer || true)
+[ -z "$CS" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && CS=/usr/local/cuda/bin/compute-sanitizer
+if [ -z "$CS" ]; then
+  echo "compute-sanitizer not found (PATH or /usr/local/cuda/bin)" >&2
+  exit 2
+fi
+echo "compute-sanitizer: $CS ($("$CS" --version | grep -iE 'version' | head -1))"
+
+# The gpu tests: name, working directory and command line, from ctest's JSON.
+LIST=$(mktemp)
+trap 'rm -f "$LIST"' EXIT
+ctest --test-dir "$BUILD" -L gpu ${MHC_SANITIZER_FILTER:+-R "$MHC_SANITIZER_FILTER"} \
+  --show-only=json-v1 | python3 -c '
+import json, shlex, sys
+d = json.load(sys.stdin)
+for t in d.get("tests", []):
+    cwd = next((p["value"] for p in t.get("properties", []) if p["name"] == "WORKING_DIRECTORY"), ".")
+    print(t["name"] + "\t" + cwd + "\t" + " ".join(shlex.quote(a) for a in t["command"]))
+' >"$LIST" || { echo "cannot list the gpu tests of $BUILD" >&2; exit 2; }
+ntests=$(wc -l <"$LIST")
+if [ "$ntests" -eq 0 ]; then
+  echo "no gpu tests in $BUILD (a CPU-only build?)" >&2
+  exit 2
+fi
+LOGDIR=$BUILD/gpu-sanitizers
+mkdir -p "$LOGDIR"
+echo "$ntests gpu tests; logs in $LOGDIR"
+
+declare -A RUN SKIP FAIL ERRS
+status=0
+for tool in $TOOLS; do
+  RUN[$tool]=0; SKIP[$tool]=0; FAIL[$tool]=0; ERRS[$tool]=0
+  case $tool in
+    memcheck) opts=(--leak-check full) ;;
+    racecheck) opts=(--racecheck-report all) ;;
+    *) opts=() ;;
+  esac
+  while IFS=$'\t' read -r name cwd cmd; do
+    log=$LOGDIR/$tool.$name.log
+    start=$SECONDS
+    (cd "$cwd" && eval "timeout $TIMEOUT \"$CS\" --tool $tool --error-exitcode 1 ${opts[*]:-} $cmd") >"$log" 2>&1
+    rc=$?
+    errs=$(sed -n 's/^========= ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" | tail -1)
+    errs=${errs:-0}
+    RUN[$tool]=$((RUN[$tool] + 1))
+    ERRS[$tool]=$((ERRS[$tool] + errs))
+    if [ $rc -eq 77 ]; then
+      SKIP[$tool]=$((SKIP[$tool] + 1)); verdict=skipped
+    elif [ $rc -ne 0 ] || [ "$errs" -ne 0 ]; then
+      FAIL[$tool]=$((FAIL[$tool] + 1)); verdict="FAILED (exit $rc, $errs errors)"; status=1
+    else
+      verdict=ok
+    fi
+    printf '%-10s %-28s %-28s %5ds\n' "$tool" "$name" "$verdict" $((SECONDS - start))
+    if [ "$verdict" != ok ] && [ "$verdict" != skipped ]; then
+      grep -E '^========= (Invalid|Race|Uninitialized|Barrier|Program hit|Leaked|ERROR|Error)|^=========     at |FAILED|Failure' "$log" | head -20
+    fi
+  done <"$LIST"
+done
+
+echo
+printf '%-10s | %9s | %7s | %6s | %6s\n' tool "tests run" skipped failed errors
+printf -- '-----------+-----------+---------+--------+-------\n'
+for tool in $TOOLS; do
+  printf '%-10s | %9d | %7d | %6d | %6d\n' "$tool" "${RUN[$tool]}" "${SKIP[$tool]}" \
+    "${FAIL[$tool]}" "${ERRS[$tool]}"
+done
+exit $status
