@@ -73,6 +73,30 @@ class BuildPy(build_py):
         shutil.copyfile(GEN / "_mhc.py", target)
 
 
+def _dlpack_include_dirs(compiler, inc):
+    """[] when the compiler finds dlpack/dlpack.h; else a shim over torch's ATen/dlpack.h."""
+    import importlib.util
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <dlpack/dlpack.h>\n")
+        try:
+            compiler.preprocess(src, os.path.join(tmp, "probe.i"), include_dirs=[inc])
+            return []
+        except Exception:
+            pass
+    spec = importlib.util.find_spec("torch")
+    tinc = os.path.join(spec.submodule_search_locations[0], "include") if spec else ""
+    if not os.path.isfile(os.path.join(tinc, "ATen", "dlpack.h")):
+        raise SystemExit("dlpack/dlpack.h not found: install libdlpack-dev or set CFLAGS=-I<dir>")
+    shim = HERE / "build" / "dlpack-shim"
+    (shim / "dlpack").mkdir(parents=True, exist_ok=True)
+    (shim / "dlpack" / "dlpack.h").write_text("#include <ATen/dlpack.h>\n")
+    print(f"no dlpack/dlpack.h on the include path; using {tinc}/ATen/dlpack.h")
+    return [str(shim), tinc]
+
+
 class BuildExt(build_ext):
     def run(self):
         if not (GEN / "_mhc_wrap.c").is_file():
@@ -83,6 +107,13 @@ class BuildExt(build_ext):
             ext.library_dirs.append(lib)
             ext.runtime_library_dirs.append(lib)
         super().run()
+
+    def build_extensions(self):
+        inc, _ = _libmhc()
+        extra = _dlpack_include_dirs(self.compiler, inc)
+        for ext in self.extensions:
+            ext.include_dirs.extend(extra)
+        super().build_extensions()
         if self.inplace:
             shutil.copyfile(GEN / "_mhc.py", HERE / "mhc" / "_mhc.py")
 
