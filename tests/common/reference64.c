@@ -183,7 +183,8 @@ static void pre_tokens(void *arg, int64_t t0, int64_t t1) {
       for (int a = 0; a < 4; ++a)
         for (int b = 0; b < 4; ++b) o->comb_mix[t * 16 + a * 4 + b] = c[a][b];
     }
-    if (!o->layer_input && !o->layer_input_err && !o->layer_input_norm && !o->layer_input_norm_err)
+    if (!o->layer_input && !o->layer_input_err && !o->layer_input_norm &&
+        !o->layer_input_norm_err && !o->norm_rs)
       continue;
     weighted_sum(r, H, pre, j->gate_err, j->residual_err ? j->residual_err + t * K : NULL, ol,
                  ol_err);
@@ -191,7 +192,9 @@ static void pre_tokens(void *arg, int64_t t0, int64_t t1) {
       if (o->layer_input) o->layer_input[t * H + h] = ol[h];
       if (o->layer_input_err) o->layer_input_err[t * H + h] = ol_err[h];
     }
-    if (j->norm_weight == NULL || (!o->layer_input_norm && !o->layer_input_norm_err)) continue;
+    if (j->norm_weight == NULL ||
+        (!o->layer_input_norm && !o->layer_input_norm_err && !o->norm_rs))
+      continue;
     /* Fused RMSNorm (spec §2.6): the sum of squares of the UNROUNDED ol, the normalised value
      * from the ROUNDED bf16(ol). */
     double sumsq = 0.0, d_sumsq = 0.0;
@@ -203,6 +206,7 @@ static void pre_tokens(void *arg, int64_t t0, int64_t t1) {
     const double mean = sumsq / (double)H + (double)p->norm_eps;
     const double rs = 1.0 / sqrt(mean);
     const double rs_rel = 0.5 * (d_sumsq / (double)H) / mean + 4.0 * MHCR_U;
+    if (o->norm_rs) o->norm_rs[t] = rs;
     for (int64_t h = 0; h < H; ++h) {
       const double w = bf(j->norm_weight[h]);
       const double qol = q_bf16(ol[h]);

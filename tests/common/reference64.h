@@ -60,6 +60,7 @@ typedef struct mhcr_pre_out {
   double *layer_input_err;      /* [T, H] */
   double *layer_input_norm;     /* [T, H]    bf16(ol) * rs * w (needs norm_weight) */
   double *layer_input_norm_err; /* [T, H] */
+  double *norm_rs;              /* [T]       rs = 1/sqrt(mean(ol^2) + norm_eps) (needs norm_weight) */
 } mhcr_pre_out;
 
 /* hc_pre (spec §2.1, §2.6) on residual [T,4,H] bf16 with fn [24,4H], scale [3], base [24]

@@ -568,6 +568,11 @@ const char *mhct_op_name(int32_t op) {
 
 int mhct_problem_alloc(mhct_problem *pb, int32_t device_type, int64_t T, int64_t H,
                        size_t slack) {
+  return mhct_problem_alloc_ex(pb, device_type, T, H, slack, 0, 0);
+}
+
+int mhct_problem_alloc_ex(mhct_problem *pb, int32_t device_type, int64_t T, int64_t H,
+                          size_t slack, uint64_t ob, uint64_t of) {
   memset(pb, 0, sizeof *pb);
   pb->T = T;
   pb->H = H;
@@ -578,22 +583,22 @@ int mhct_problem_alloc(mhct_problem *pb, int32_t device_type, int64_t T, int64_t
   const int64_t s_fn[2] = {24, 4 * H}, s_scale[1] = {3}, s_base[1] = {24}, s_nw[1] = {H};
   const int64_t s_fnh[2] = {4, 4 * H}, s_sh[1] = {1}, s_bh[1] = {4};
   int rc = 0;
-  rc |= mhct_tensor_alloc_ex(&pb->x, device_type, MHCT_BF16, 2, s_x, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->residual, device_type, MHCT_BF16, 3, s_res, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->post_mix, device_type, MHCT_F32, 2, s_post, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->comb_mix, device_type, MHCT_F32, 3, s_comb, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->fn, device_type, MHCT_F32, 2, s_fn, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->scale, device_type, MHCT_F32, 1, s_scale, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->base, device_type, MHCT_F32, 1, s_base, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->norm_weight, device_type, MHCT_BF16, 1, s_nw, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->fn_head, device_type, MHCT_F32, 2, s_fnh, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->scale_head, device_type, MHCT_F32, 1, s_sh, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->base_head, device_type, MHCT_F32, 1, s_bh, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->residual_out, device_type, MHCT_BF16, 3, s_res, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->post_mix_out, device_type, MHCT_F32, 2, s_post, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->comb_mix_out, device_type, MHCT_F32, 3, s_comb, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->layer_input_out, device_type, MHCT_BF16, 2, s_x, 0, slack);
-  rc |= mhct_tensor_alloc_ex(&pb->out, device_type, MHCT_BF16, 2, s_x, 0, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->x, device_type, MHCT_BF16, 2, s_x, ob, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->residual, device_type, MHCT_BF16, 3, s_res, ob, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->post_mix, device_type, MHCT_F32, 2, s_post, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->comb_mix, device_type, MHCT_F32, 3, s_comb, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->fn, device_type, MHCT_F32, 2, s_fn, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->scale, device_type, MHCT_F32, 1, s_scale, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->base, device_type, MHCT_F32, 1, s_base, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->norm_weight, device_type, MHCT_BF16, 1, s_nw, ob, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->fn_head, device_type, MHCT_F32, 2, s_fnh, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->scale_head, device_type, MHCT_F32, 1, s_sh, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->base_head, device_type, MHCT_F32, 1, s_bh, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->residual_out, device_type, MHCT_BF16, 3, s_res, ob, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->post_mix_out, device_type, MHCT_F32, 2, s_post, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->comb_mix_out, device_type, MHCT_F32, 3, s_comb, of, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->layer_input_out, device_type, MHCT_BF16, 2, s_x, ob, slack);
+  rc |= mhct_tensor_alloc_ex(&pb->out, device_type, MHCT_BF16, 2, s_x, ob, slack);
   if (rc != 0) {
     mhct_problem_free(pb);
     return -1;

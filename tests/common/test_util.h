@@ -212,6 +212,10 @@ typedef struct mhct_problem {
  * `slack` as in mhct_tensor_alloc_ex. */
 int mhct_problem_alloc(mhct_problem *pb, int32_t device_type, int64_t T, int64_t H,
                        size_t slack);
+/* Same, with every bf16 tensor placed `bf16_offset` bytes and every f32 tensor `f32_offset`
+ * bytes behind its allocation (dl.byte_offset), e.g. 2 and 4 for minimally aligned data. */
+int mhct_problem_alloc_ex(mhct_problem *pb, int32_t device_type, int64_t T, int64_t H,
+                          size_t slack, uint64_t bf16_offset, uint64_t f32_offset);
 void mhct_problem_free(mhct_problem *pb);
 /* Fills the inputs of a HOST problem from (family, seed) and sets params.post_mult (1.0 for
  * VLLM, 2.0 for MODEL). Row t of a token tensor depends only on (seed, tensor, t). Runs on
