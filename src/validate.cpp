@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -111,7 +112,11 @@ class CallChecker {
   }
 
   void check_device(const DLTensor &t, const char *name) {
-    const int32_t type = t.device.device_type;
+    // Read as a plain int32: callers (C, ctypes, cgo, newer DLPack producers) may pass values
+    // outside this header's DLDeviceType enum, and loading those as the enum is UB in C++.
+    int32_t type;
+    static_assert(sizeof type == sizeof t.device.device_type, "DLDeviceType is 32-bit");
+    std::memcpy(&type, &t.device.device_type, sizeof type);
     if (ctx_.backend_kind == MHC_BACKEND_CPU) {
       if (type != kDLCPU && type != kDLCUDAHost)
         fail(MHC_ERROR_DEVICE_MISMATCH,
@@ -152,7 +157,7 @@ class CallChecker {
       }
     }
     const int64_t bytes = numel * esize;
-    if (bytes == 0) return t->data == nullptr ? nullptr : static_cast<char *>(t->data) + t->byte_offset;
+    if (bytes == 0) return nullptr;  // never dereferenced; no pointer arithmetic on caller values
     if (t->data == nullptr) fail(MHC_ERROR_INVALID_ARGUMENT, "%s: data is NULL", name);
     const uintptr_t base = reinterpret_cast<uintptr_t>(t->data);
     uintptr_t addr;
