@@ -146,7 +146,7 @@ class CallChecker {
       if (__builtin_mul_overflow(numel, t->shape[i], &numel) || numel > kMaxBytes / esize)
         fail(MHC_ERROR_INVALID_ARGUMENT, "%s: shape %s is too large", name, shape_string(*t).c_str());
     }
-    if (t->strides != nullptr) {
+    if (t->strides != nullptr && numel > 0) {  // an empty tensor has no layout to check
       int64_t expect = 1;
       for (int i = t->ndim - 1; i >= 0; --i) {
         if (t->shape[i] != 1 && t->strides[i] != expect)
