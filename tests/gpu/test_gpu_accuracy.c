@@ -24,6 +24,8 @@
  *    twice the float32 evaluation budget of reference64.h (each backend within one budget of
  *    the exact value), computed with a pre-gate error of GATE_ERR. The log counts such
  *    elements ("budget=").
+ *    At most 1% of the elements may differ from the CPU at all (catches systematic rounding
+ *    errors, which stay within 1 ulp).
  *  - For the fused RMSNorm output bf16(bf16(ol) * rs * w) the same budget covers the case
  *    where ol lies so close to a bf16 rounding boundary that the inner rounding may go either
  *    way; one ulp of ol then moves the output by up to 2 ulps (reference64.h).
@@ -142,10 +144,19 @@ static void add_mix(line *l, const char *what, const float *gpu, const float *cp
   line_add(l, ok, &r, 0);
 }
 
+/* bf16: 1 ulp (or the budget), and at most 1% (+2) of the elements may differ at all: two
+ * round-to-nearest-even implementations only disagree where float32 differences straddle a
+ * rounding boundary (~1e-4 of the elements), while a systematic rounding difference
+ * (truncation, rounding twice) makes ~50% of them differ by one ulp. */
 static void add_bf16(line *l, const char *what, const uint16_t *gpu, const uint16_t *cpu,
                      const double *budget, size_t n) {
   mhct_cmp r;
-  const int ok = mhct_cmp_bf16_bf16(&r, what, gpu, cpu, budget, n, 1);
+  int ok = mhct_cmp_bf16_bf16(&r, what, gpu, cpu, budget, n, 1);
+  if (ok && (double)r.n_inexact > 0.01 * (double)n + 2) {
+    printf("    %s: %zu of %zu elements differ from the CPU backend: systematic rounding?\n",
+           what, r.n_inexact, n);
+    ok = 0;
+  }
   line_add(l, ok, &r, 1);
 }
 
@@ -300,6 +311,10 @@ static void dev_outs_free(dev_outs *o) {
   mhct_tensor_free(&o->li);
 }
 
+/* Fills an output with 0xFF bytes (NaN in bf16 and f32) before a run, so that an element the
+ * run does not write cannot pass as a value left by an earlier run. */
+static void poison(mhct_tensor *t) { assert_int_equal(mhct_tensor_fill_bytes(t, 0xFF), 0); }
+
 static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
   const double t0 = now_s();
   const char *fam_name = fam == MHCT_INPUTS_VLLM ? "vllm" : "model";
@@ -331,6 +346,7 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
     /* hc_post */
     line_start(&l, "hc_post", fam_name, H, T);
     const mhct_call c_post = mhct_problem_call(&dp, MHC_OP_HC_POST, 0);
+    poison(&dp.residual_out);
     gh_run_rows(g_gpu, &c_post, 0, T);
     uint16_t *r1g = gh_download(&dp.residual_out, br);
     add_bf16(&l, "residual_out", r1g, r1c, g.post_b, nr);
@@ -341,6 +357,9 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
       line_start(&l, with_norm ? "hc_pre+norm" : "hc_pre", fam_name, H, T);
       mhct_call c = mhct_problem_call(&dp, MHC_OP_HC_PRE, with_norm);
       c.residual = &d_r1c;
+      poison(&dp.post_mix_out);
+      poison(&dp.comb_mix_out);
+      poison(&dp.layer_input_out);
       gh_run_rows(g_gpu, &c, 0, T);
       float *pm = gh_download(&dp.post_mix_out, bpm), *cm = gh_download(&dp.comb_mix_out, bcm);
       uint16_t *li = gh_download(&dp.layer_input_out, bh);
@@ -355,6 +374,7 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
     line_start(&l, "hc_head", fam_name, H, T);
     mhct_call ch = mhct_problem_call(&dp, MHC_OP_HC_HEAD, 0);
     ch.residual = &d_r1c;
+    poison(&dp.out);
     gh_run_rows(g_gpu, &ch, 0, T);
     uint16_t *ho = gh_download(&dp.out, bh);
     add_bf16(&l, "out", ho, g.ho, g.ho_b, nh);
@@ -369,12 +389,19 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
       u.post_mix_out = &unf.pm;
       u.comb_mix_out = &unf.cm;
       u.layer_input_out = &unf.li;
+      poison(&unf.pm);
+      poison(&unf.cm);
+      poison(&unf.li);
       gh_run_rows(g_gpu, &u, 0, T);
       mhct_call f = mhct_problem_call(&dp, MHC_OP_HC_POST_PRE, with_norm);
       f.residual_out = &fused.res;
       f.post_mix_out = &fused.pm;
       f.comb_mix_out = &fused.cm;
       f.layer_input_out = &fused.li;
+      poison(&fused.res);
+      poison(&fused.pm);
+      poison(&fused.cm);
+      poison(&fused.li);
       gh_run_rows(g_gpu, &f, 0, T);
       uint16_t *f_res = gh_download(&fused.res, br), *f_li = gh_download(&fused.li, bh);
       float *f_pm = gh_download(&fused.pm, bpm), *f_cm = gh_download(&fused.cm, bcm);
@@ -394,8 +421,10 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
         snprintf(l.text + k, sizeof l.text - k, " | residual != cpu: %zu", ndiff);
       }
       if (with_norm) { /* determinism: run again, same bits */
-        mhct_tensor_fill_bytes(&fused.res, 0);
-        mhct_tensor_fill_bytes(&fused.li, 0);
+        poison(&fused.res);
+        poison(&fused.pm);
+        poison(&fused.cm);
+        poison(&fused.li);
         gh_run_rows(g_gpu, &f, 0, T);
         uint16_t *f_res2 = gh_download(&fused.res, br), *f_li2 = gh_download(&fused.li, bh);
         float *f_pm2 = gh_download(&fused.pm, bpm), *f_cm2 = gh_download(&fused.cm, bcm);

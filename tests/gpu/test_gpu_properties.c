@@ -109,6 +109,15 @@ static void use_outputs(mhct_call *c, const outset *o) {
   if (c->out) c->out = &o->out;
 }
 
+/* Fills every output of a call with 0xFF bytes (NaN in bf16 and f32), so that an element a run
+ * does not write cannot pass as a value left by an earlier run. */
+static void poison_outputs(const mhct_call *c) {
+  const mhct_tensor *t[5] = {c->residual_out, c->post_mix_out, c->comb_mix_out,
+                             c->layer_input_out, c->out};
+  for (int i = 0; i < 5; ++i)
+    if (t[i]) assert_int_equal(mhct_tensor_fill_bytes((mhct_tensor *)t[i], 0xFF), 0);
+}
+
 /* Host copies of rows [t0, t0 + n) of every output of a call. */
 typedef struct snap {
   void *p[5];
@@ -186,12 +195,14 @@ static void test_batch_invariance(void **state) {
     outset_alloc(&win, TM, H);
     for (int v = 0; v < 6; ++v) {
       const mhct_call full = mhct_problem_call(&dp, kVariants[v].op, kVariants[v].with_norm);
+      poison_outputs(&full);
       gh_run_rows(g_gpu, &full, 0, TM);
       mhct_call part = full;
       use_outputs(&part, &win);
       int bad = 0;
       for (int w = 0; w < nw; ++w) {
         const int64_t t0 = windows[w][0], n = windows[w][1];
+        poison_outputs(&part);
         gh_run_rows(g_gpu, &part, t0, n);
         snap a, b;
         snap_take(&a, &part, t0, n);
@@ -233,6 +244,7 @@ static void test_determinism(void **state) {
       for (int v = 0; v < 6; ++v) {
         const mhct_call c = mhct_problem_call(&dp, kVariants[v].op, kVariants[v].with_norm);
         snap first;
+        poison_outputs(&c);
         gh_run_rows(g_gpu, &c, 0, T);
         snap_take(&first, &c, 0, T);
         int bad = 0;
@@ -476,6 +488,8 @@ static void test_unaligned(void **state) {
       for (int v = 0; v < 6; ++v) {
         const mhct_call ca = mhct_problem_call(&a, kVariants[v].op, kVariants[v].with_norm);
         const mhct_call cu = mhct_problem_call(&u, kVariants[v].op, kVariants[v].with_norm);
+        poison_outputs(&ca);
+        poison_outputs(&cu);
         gh_run_rows(g_gpu, &ca, 0, T);
         gh_run_rows(g_gpu, &cu, 0, T);
         snap sa, su;
