@@ -23,6 +23,11 @@
  *   - an invalid handle gives MHC_ERROR_INVALID_HANDLE, on failure create sets *out = NULL;
  *   - a clean accepted hc_post_pre equals hc_post followed by hc_pre, bit for bit.
  * A broken check prints what was passed and aborts, which libFuzzer reports as a crash.
+ *
+ * Found so far (fixed in src/validate.cpp, regression tests in
+ * tests/hardening/test_regressions.c): device_type values outside the DLDeviceType enum
+ * loaded as the enum (UBSan), and pointer arithmetic on data + byte_offset of empty tensors
+ * (UBSan pointer overflow).
  */
 #include <mhc/mhc.h>
 
@@ -110,10 +115,6 @@ static float fuzz_f32(Src *s) {
   if (sel < sizeof kBits / sizeof kBits[0]) return f32_from_bits(kBits[sel]);
   return f32_from_bits(u32(s));
 }
-
-/* Known library bugs (tests/hardening/test_known_bugs.c) are steered around, so that a run
- * can still find new ones; build with -DMHC_FUZZ_KNOWN_BUGS (fuzz/run.sh:
- * MHC_FUZZ_KNOWN_BUGS=1) to fuzz into them as well. */
 
 /* ---------------------------------------------------------------------------------------- */
 /* Contract checks                                                                          */
@@ -384,12 +385,6 @@ static void build_tensor(Src *s, Call *c, int i) {
                                      kDLMetal, kDLROCM, kDLCUDAManaged, 0, 15, -1, 16, 17};
       const uint8_t sel = u8(s);
       int32_t type = sel < 13 ? kDev[sel] : (int32_t)u32(s);
-#ifndef MHC_FUZZ_KNOWN_BUGS
-      /* KNOWN BUG 1 (tests/hardening/test_known_bugs.c): the library loads device_type as
-       * the C++ enum DLDeviceType, so a value outside the enum's range (0..15 with DLPack
-       * 0.6, e.g. kDLHexagon = 16 of newer DLPack) is undefined behaviour. */
-      type &= 15;
-#endif
       h->t.device.device_type = (DLDeviceType)type;
       h->t.device.device_id = fuzz_i32(s);
     }
@@ -471,6 +466,10 @@ static int64_t t_bytes(const Call *c, int i) {
   return n * esize(&c->roles[i]);
 }
 
+/* Which rule of verdict_tensors() rejected the call (for failure reports). */
+static int g_reject_rule;
+#define REJECT(rule) return (g_reject_rule = (rule), V_REJECT)
+
 /* Would a correct library accept this call? (Assumes ctx, params and weights struct are ok.) */
 static int verdict_tensors(const Call *c, int res_index) {
   for (int i = 0; i < c->n; ++i) {
@@ -478,25 +477,25 @@ static int verdict_tensors(const Call *c, int res_index) {
     const HT *h = &c->ht[i];
     if (!h->present) {
       if (r->optional) continue;
-      return V_REJECT;
+      REJECT(1);
     }
     const DLTensor *t = &h->t;
     const int want_nd = r->shape == S_RES || r->shape == S_COMB ? 3
                         : r->shape == S_TH || r->shape == S_FN24 || r->shape == S_FN4 ? 2
                                                                                           : 1;
     if (!(t->ndim == want_nd || (r->shape == S_PM && (t->ndim == 2 || t->ndim == 3))))
-      return V_REJECT;
-    if (t->shape == NULL) return V_REJECT;
+      REJECT(2);
+    if (t->shape == NULL) REJECT(3);
     if (t->dtype.code != (r->bf16 ? kDLBfloat : kDLFloat) || t->dtype.bits != (r->bf16 ? 16 : 32) ||
         t->dtype.lanes != 1)
-      return V_REJECT;
-    if (t->device.device_type != kDLCPU && t->device.device_type != kDLCUDAHost) return V_REJECT;
+      REJECT(4);
+    if (t->device.device_type != kDLCPU && t->device.device_type != kDLCUDAHost) REJECT(5);
     for (int k = 0; k < t->ndim; ++k)
-      if (t->shape[k] < 0) return V_REJECT;
+      if (t->shape[k] < 0) REJECT(6);
   }
   const DLTensor *res = &c->ht[res_index].t;
   const int64_t T = res->shape[0], H = res->shape[2];
-  if (res->shape[1] != 4 || !sizes_ok(T, H)) return V_REJECT;
+  if (res->shape[1] != 4 || !sizes_ok(T, H)) REJECT(7);
   for (int i = 0; i < c->n; ++i) {
     const HT *h = &c->ht[i];
     if (!h->present) continue;
@@ -504,15 +503,15 @@ static int verdict_tensors(const Call *c, int res_index) {
     int64_t d[3];
     const Role *r = &c->roles[i];
     const int nd = clean_shape(r, T, H, t->ndim == 3, t->shape[0], d);
-    if (nd != t->ndim) return V_REJECT;
+    if (nd != t->ndim) REJECT(8);
     for (int k = 0; k < nd; ++k)
-      if (t->shape[k] != d[k]) return V_REJECT;
-    if (r->shape == S_S && t->shape[0] < 1) return V_REJECT;
-    if (t_bytes(c, i) < 0) return V_REJECT; /* more than 2^60 bytes (only [S] can be) */
-    if (t->strides != NULL) {
+      if (t->shape[k] != d[k]) REJECT(9);
+    if (r->shape == S_S && t->shape[0] < 1) REJECT(10);
+    if (t_bytes(c, i) < 0) REJECT(11); /* more than 2^60 bytes (only [S] can be) */
+    if (t->strides != NULL && t_bytes(c, i) > 0) { /* an empty tensor has no layout */
       int64_t st = 1;
       for (int k = nd - 1; k >= 0; --k) {
-        if (t->shape[k] != 1 && t->strides[k] != st) return V_REJECT;
+        if (t->shape[k] != 1 && t->strides[k] != st) REJECT(12);
         st *= t->shape[k];
       }
     }
@@ -523,13 +522,13 @@ static int verdict_tensors(const Call *c, int res_index) {
     if (!h->present) continue;
     const int64_t bytes = t_bytes(c, i);
     if (bytes <= 0) continue;
-    if (h->t.data == NULL) return V_REJECT;
-    if (h->t.byte_offset > (uint64_t)kMaxBytes) return V_REJECT;
+    if (h->t.data == NULL) REJECT(13);
+    if (h->t.byte_offset > (uint64_t)kMaxBytes) REJECT(14);
     uintptr_t a;
     if (__builtin_add_overflow((uintptr_t)h->t.data, (uintptr_t)h->t.byte_offset, &a) ||
         a + (uintptr_t)bytes < a)
-      return V_REJECT;
-    if (a % (uintptr_t)esize(&c->roles[i]) != 0) return V_REJECT;
+      REJECT(15);
+    if (a % (uintptr_t)esize(&c->roles[i]) != 0) REJECT(16);
   }
   /* Outputs overlap nothing. */
   for (int i = 0; i < c->n; ++i) {
@@ -540,7 +539,7 @@ static int verdict_tensors(const Call *c, int res_index) {
       if (bi <= 0 || bj <= 0) continue;
       const uintptr_t ai = (uintptr_t)c->ht[i].t.data + (uintptr_t)c->ht[i].t.byte_offset;
       const uintptr_t aj = (uintptr_t)c->ht[j].t.data + (uintptr_t)c->ht[j].t.byte_offset;
-      if (ai < aj + (uintptr_t)bj && aj < ai + (uintptr_t)bi) return V_REJECT;
+      if (ai < aj + (uintptr_t)bj && aj < ai + (uintptr_t)bi) REJECT(17);
     }
   }
   return V_ACCEPT;
@@ -599,8 +598,13 @@ static void describe(const Call *c) {
     else
       for (int k = 0; k < (h->t.ndim >= 0 && h->t.ndim <= 8 ? h->t.ndim : 0); ++k)
         fprintf(stderr, "%s%lld", k ? "," : "[", (long long)h->t.shape[k]);
-    fprintf(stderr, "] strides %s dtype %u/%u/%u dev %d:%d off %llu data %p%s\n",
-            h->t.strides ? "set" : "NULL", h->t.dtype.code, h->t.dtype.bits, h->t.dtype.lanes,
+    fprintf(stderr, "] strides ");
+    if (h->t.strides == NULL) fprintf(stderr, "NULL");
+    else
+      for (int k = 0; k < (h->t.ndim >= 0 && h->t.ndim <= 8 ? h->t.ndim : 0); ++k)
+        fprintf(stderr, "%s%lld", k ? "," : "[", (long long)h->t.strides[k]);
+    fprintf(stderr, "%s dtype %u/%u/%u dev %d:%d off %llu data %p%s\n",
+            h->t.strides ? "]" : "", h->t.dtype.code, h->t.dtype.bits, h->t.dtype.lanes,
             (int)h->t.device.device_type, h->t.device.device_id,
             (unsigned long long)h->t.byte_offset, h->t.data, h->lying ? " (lying)" : "");
   }
@@ -740,25 +744,13 @@ static void run_op(Src *s, int op) {
 
   const int live = is_live(ctx);
   int v = V_REJECT;
+  g_reject_rule = -1; /* -1: context, parameters or weights struct */
   if (live && (op == OP_POST || params_ok(p)) && !w_null) v = verdict_tensors(&c, res_index);
   const int64_t T = call_tokens(&c, res_index);
   if (v != V_REJECT && T != 0 && any_lying(&c)) { /* cannot back it with memory: skip */
     call_free(&c);
     return;
   }
-
-#ifndef MHC_FUZZ_KNOWN_BUGS
-  /* KNOWN BUG 2: for an empty tensor (T = 0) validation computes data + byte_offset before
-   * checking byte_offset, a pointer overflow (undefined behaviour) when it wraps. */
-  for (int i = 0; i < c.n; ++i) {
-    uintptr_t a;
-    if (c.ht[i].present && c.ht[i].t.data != NULL && t_bytes(&c, i) == 0 &&
-        __builtin_add_overflow((uintptr_t)c.ht[i].t.data, (uintptr_t)c.ht[i].t.byte_offset, &a)) {
-      call_free(&c);
-      return;
-    }
-  }
-#endif
 
   mhc_hc_weights w = {0};
   if (op == OP_PRE) w = (mhc_hc_weights){arg(&c, 1), arg(&c, 2), arg(&c, 3), arg(&c, 4)};
@@ -791,9 +783,10 @@ static void run_op(Src *s, int op) {
             st ? mhc_last_error_message() : "");
   if (!live && st != MHC_ERROR_INVALID_HANDLE) die("invalid handle gave status %d", (int)st);
   if ((st == MHC_SUCCESS) != (v == V_ACCEPT)) {
-    fprintf(stderr, "\n%s: library %s, the contract says %s (T=%lld H=%lld)\n", g_what,
+    fprintf(stderr, "\n%s: library %s, the contract says %s (T=%lld H=%lld, rule %d)\n", g_what,
             st == MHC_SUCCESS ? "accepted" : mhc_status_string(st),
-            v == V_ACCEPT ? "accept" : "reject", (long long)c.T, (long long)c.H);
+            v == V_ACCEPT ? "accept" : "reject", (long long)c.T, (long long)c.H,
+            v == V_ACCEPT ? 0 : g_reject_rule);
     describe(&c);
     die("accept/reject disagrees with the contract");
   }

@@ -8,8 +8,7 @@
 #   fuzz/run.sh CRASH_FILE...   build + replay the given inputs (reproduce a finding)
 #
 # Environment: MHC_FUZZ_BUILD (build dir, default build-fuzz), MHC_FUZZ_RUNS (1000000),
-# MHC_FUZZ_SECONDS (120), MHC_FUZZ_KNOWN_BUGS=1 (stop steering around the known library bugs
-# listed in tests/hardening/test_known_bugs.c, to check that they are fixed).
+# MHC_FUZZ_SECONDS (120).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -22,18 +21,20 @@ RT=$("$CC" -print-resource-dir)/lib/linux
 # libmhc with coverage instrumentation and sanitizers. The ASan runtime is shared
 # (-shared-libasan) because libmhc links with --no-undefined; the harness links libstdc++
 # (which libFuzzer needs) after the ASan runtime so that the runtime is loaded first.
+mkdir -p "$BUILD"
 CC="$CC" CXX="${MHC_FUZZ_CXX:-clang++}" cmake -S "$ROOT" -B "$BUILD" -G Ninja \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMHC_ENABLE_CUDA=OFF \
   -DMHC_BUILD_TESTS=OFF -DMHC_BUILD_EXAMPLES=OFF -DMHC_BUILD_BENCH=OFF \
   -DMHC_SANITIZE=address,undefined,fuzzer-no-link \
   -DCMAKE_CXX_FLAGS="-fsanitize-coverage-ignorelist=$ROOT/fuzz/coverage-ignore.txt" \
-  -DCMAKE_SHARED_LINKER_FLAGS=-shared-libasan >/dev/null
-cmake --build "$BUILD" --target mhc >/dev/null
+  -DCMAKE_SHARED_LINKER_FLAGS=-shared-libasan >"$BUILD/configure.log" 2>&1 \
+  || { cat "$BUILD/configure.log"; exit 1; }
+cmake --build "$BUILD" --target mhc >"$BUILD/build.log" 2>&1 || { cat "$BUILD/build.log"; exit 1; }
 
 "$CC" -std=c11 -D_DEFAULT_SOURCE -g -O2 -Wall -Wextra -Werror \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer \
   -shared-libasan -nostdlib++ -I"$ROOT/include" -I"$BUILD/include" \
-  ${MHC_FUZZ_KNOWN_BUGS:+-DMHC_FUZZ_KNOWN_BUGS} fuzz/fuzz_api.c -o "$BUILD/mhc_fuzz" \
+  fuzz/fuzz_api.c -o "$BUILD/mhc_fuzz" \
   -L"$BUILD" -lmhc -Wl,-rpath,"$BUILD" -Wl,-rpath,"$RT" -lm -lstdc++
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1:strict_string_checks=1}
