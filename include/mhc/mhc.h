@@ -175,7 +175,8 @@ typedef struct mhc_hc_weights {
 struct CUstream_st; /* == cudaStream_t. NULL = legacy default stream. Ignored by the CPU backend. */
 
 /* ---------------------------------------------------------------------------------------- */
-/* Operators. Shapes: T tokens, n = 4 streams, H hidden (any H >= 1), K = n*H, M = 24.     */
+/* Operators. Shapes: T tokens (0 <= T < 2^31), n = 4 streams, H hidden (1 <= H <= 2^22,  */
+/* larger: NOT_SUPPORTED), K = n*H, M = 24.                                                */
 /* Dtypes: residual/x/layer_input bf16 (kDLBfloat, 16 bits); mixes and weights float32.    */
 /* On the CUDA backend every call is asynchronous on `stream`; on the CPU backend it runs   */
 /* synchronously on the calling thread and `stream` is ignored.                             */
