@@ -104,9 +104,10 @@ typedef struct mhc_context mhc_context; /* opaque, immutable after create */
  * MHC_CHECK_POINTERS=1 at context creation. In a CPU-only build the CPU backend has no way
  * to tell and the flag is accepted but does nothing. */
 #define MHC_CONTEXT_FLAG_CHECK_POINTERS (1u << 0)
-/* Launch the CUDA kernels with programmatic dependent launch (Hopper and later): the first
- * kernel of an op may start while the previous kernel on the stream drains. Only use when
- * the previous kernel on the stream does not depend on later writes by this op. */
+/* Launch the first kernel of each op with programmatic dependent launch (Hopper and later):
+ * it may be scheduled while the previous kernel on the stream drains, and waits for that
+ * kernel's completion before touching any memory, so results are unchanged; it only hides
+ * launch latency. (The kernels inside one op are always chained this way on sm_90+.) */
 #define MHC_CONTEXT_FLAG_PDL            (1u << 1)
 
 #define MHC_CONTEXT_CONFIG_VERSION 1
