@@ -70,6 +70,31 @@ __device__ __forceinline__ void load_f32x8(const float *row, int64_t h0, int64_t
   }
 }
 
+// hc_post of one token for the 8 channels h0..h0+7 and all 4 destination streams, each
+// rounded to bf16: out[j] = bf16(post[j] * x + sum_i comb[i*4 + j] * residual_i). post and
+// comb may live in registers or shared memory. The post kernel and both fused boundary
+// kernels call this one routine, which is what makes their residuals bit-identical.
+template <bool kVec>
+__device__ __forceinline__ void post_token_x8(const uint16_t *x_row, const uint16_t *r_tok,
+                                              int64_t h0, int64_t H, const float *post,
+                                              const float *comb, uint4 out[4]) {
+  float xf[8], r[4][8];
+  unpack_bf16x8(load_bf16x8<kVec>(x_row, h0, H), xf);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) unpack_bf16x8(load_bf16x8<kVec>(r_tok + i * H, h0, H), r[i]);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float col[4] = {comb[0 * 4 + j], comb[1 * 4 + j], comb[2 * 4 + j], comb[3 * 4 + j]};
+    float o[8];
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float re[4] = {r[0][e], r[1][e], r[2][e], r[3][e]};
+      o[e] = post_element(post[j], xf[e], col, re);
+    }
+    out[j] = pack_bf16x8(o);
+  }
+}
+
 // Butterfly sum over the 32 lanes: every lane gets the same, deterministic result.
 __device__ __forceinline__ float warp_sum(float v) {
 #pragma unroll

@@ -25,21 +25,10 @@ __global__ void __launch_bounds__(kPostThreads) post_kernel(const PostKernelArgs
 #pragma unroll
   for (int k = 0; k < 16; ++k) comb[k] = __ldg(a.comb_mix + t * 16 + k);
 
-  float xf[8], r[4][8];
-  unpack_bf16x8(load_bf16x8<kVec>(a.x + t * H, h0, H), xf);
+  uint4 out[4];
+  post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, post, comb, out);
 #pragma unroll
-  for (int s = 0; s < 4; ++s) unpack_bf16x8(load_bf16x8<kVec>(a.residual + (t * 4 + s) * H, h0, H), r[s]);
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    const float col[4] = {comb[0 * 4 + j], comb[1 * 4 + j], comb[2 * 4 + j], comb[3 * 4 + j]};
-    float out[8];
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float re[4] = {r[0][e], r[1][e], r[2][e], r[3][e]};
-      out[e] = post_element(post[j], xf[e], col, re);
-    }
-    store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, pack_bf16x8(out));
-  }
+  for (int j = 0; j < 4; ++j) store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, out[j]);
 }
 
 }  // namespace

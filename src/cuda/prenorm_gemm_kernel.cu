@@ -81,23 +81,12 @@ __global__ void __launch_bounds__(kGemmThreads)
           continue;
         }
         if constexpr (kFused) {
-          float xf[8], r[4][8];
-          unpack_bf16x8(load_bf16x8<kVec>(a.x + t * H, h0, H), xf);
+          post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, &s_mix[tt][0],
+                              &s_mix[tt][4], xs[tt]);
+          if (group == 0) {
 #pragma unroll
-          for (int i = 0; i < 4; ++i)
-            unpack_bf16x8(load_bf16x8<kVec>(a.residual + (t * 4 + i) * H, h0, H), r[i]);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float col[4] = {s_mix[tt][4 + 0 * 4 + j], s_mix[tt][4 + 1 * 4 + j],
-                                  s_mix[tt][4 + 2 * 4 + j], s_mix[tt][4 + 3 * 4 + j]};
-            float out[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-              const float re[4] = {r[0][e], r[1][e], r[2][e], r[3][e]};
-              out[e] = post_element(s_mix[tt][j], xf[e], col, re);
-            }
-            xs[tt][j] = pack_bf16x8(out);
-            if (group == 0) store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, xs[tt][j]);
+            for (int j = 0; j < 4; ++j)
+              store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, xs[tt][j]);
           }
         } else {
 #pragma unroll

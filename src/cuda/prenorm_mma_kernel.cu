@@ -127,24 +127,11 @@ __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmA
         }
         if constexpr (kFused) {
           const int tt = static_cast<int>(t - cta_t0);
-          float xf[8], rv[4][8];
-          unpack_bf16x8(load_bf16x8<kVec>(a.x + t * H, h, H), xf);
+          post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h, H, &s_mix[tt][0],
+                              &s_mix[tt][4], xs[mt][r]);
 #pragma unroll
-          for (int i = 0; i < 4; ++i)
-            unpack_bf16x8(load_bf16x8<kVec>(a.residual + (t * 4 + i) * H, h, H), rv[i]);
-#pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const float col[4] = {s_mix[tt][4 + 0 * 4 + j], s_mix[tt][4 + 1 * 4 + j],
-                                  s_mix[tt][4 + 2 * 4 + j], s_mix[tt][4 + 3 * 4 + j]};
-            float out[8];
-#pragma unroll
-            for (int e = 0; e < 8; ++e) {
-              const float re[4] = {rv[0][e], rv[1][e], rv[2][e], rv[3][e]};
-              out[e] = post_element(s_mix[tt][j], xf[e], col, re);
-            }
-            xs[mt][r][j] = pack_bf16x8(out);
+          for (int j = 0; j < 4; ++j)
             store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h, H, xs[mt][r][j]);
-          }
         } else {
 #pragma unroll
           for (int j = 0; j < 4; ++j) xs[mt][r][j] = load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H);
