@@ -41,6 +41,9 @@ export LSAN_OPTIONS=report_objects=1
 
 failed=()
 echo "-- ctest -L 'unit|hardening' under ASan + UBSan + LSan"
+# The sanitized libmhc must win over the one scripts/test-all.sh put on LD_LIBRARY_PATH (which
+# takes precedence over the test binaries' RUNPATH, and may be a CUDA build).
+export LD_LIBRARY_PATH="$SAN${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 ctest --test-dir "$SAN" -L 'unit|hardening' --output-on-failure -j "$JOBS" >"$SAN/ctest-sanitizers.log" 2>&1 \
   || failed+=("ctest under ASan+UBSan+LSan (see the failures above)")
 grep -vE '^ *Start ' "$SAN/ctest-sanitizers.log"
@@ -78,6 +81,7 @@ if [ ! -x "$BUILD/tests/hardening/mhc_hardening_lifecycle" ]; then
 fi
 VG=(valgrind --quiet --leak-check=full --show-leak-kinds=definite,indirect,possible
     --errors-for-leak-kinds=definite,indirect,possible --error-exitcode=1 --track-origins=yes)
+export LD_LIBRARY_PATH="$BUILD${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 for t in "mhc_hardening_lifecycle $VG_ROUNDS" "mhc_hardening_errors"; do
   set -- $t
   echo "-- valgrind: $BUILD/tests/hardening/$*"
