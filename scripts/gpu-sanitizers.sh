@@ -14,8 +14,8 @@
 # Environment: MHC_SANITIZER_TOOLS (default "memcheck racecheck initcheck synccheck"),
 # MHC_SANITIZER_TIMEOUT (seconds per test and tool, default 1800), MHC_SANITIZER_FILTER
 # (ctest -R regex, default all gpu tests), MHC_HARDENING_QUICK (default 1),
-# MHC_SANITIZER_KNOWN_BUGS=1 (also run tests labelled known-bug, which fail on purpose:
-# gpu.hardening.bad_stream crashes inside the CUDA driver).
+# MHC_SANITIZER_KNOWN_BUGS=1 (also run tests labelled known-bug, reproducers that fail on
+# purpose; skipped by default).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
