@@ -17,7 +17,7 @@
  *    CUDA backend the data is accessed asynchronously on `stream`, so caller memory must stay
  *    alive until the stream work completes.
  *  - Tensors must be dense row-major (strides NULL, or equal to the compact row-major strides;
- *    strides of size-1 dimensions are ignored), on the context's device (kDLCUDA with the
+ *    strides of size-1 dimensions and of empty tensors are ignored), on the context's device (kDLCUDA with the
  *    context's device id, or kDLCPU for the CPU backend; kDLCUDAHost/kDLCUDAManaged memory is
  *    accepted by the CUDA backend), of the documented dtype, and outputs may not overlap any
  *    input or each other. `byte_offset` is honoured.
@@ -151,11 +151,11 @@ typedef struct mhc_hc_params {
   size_t size;            /* sizeof(mhc_hc_params), set by MHC_HC_PARAMS_INIT */
   uint32_t version;       /* MHC_HC_PARAMS_VERSION */
   int32_t hc_mult;        /* number of residual streams n; only 4 is supported */
-  int32_t sinkhorn_iters; /* Sinkhorn repeats, >= 1 (DeepSeek-V4: 20) */
+  int32_t sinkhorn_iters; /* Sinkhorn repeats, 1..1000 (DeepSeek-V4: 20) */
   float rms_eps;          /* eps of the RMS over the n*H flattened streams (1e-6), >= 0 */
-  float pre_eps;          /* added to the pre gates (1e-6) */
+  float pre_eps;          /* added to the pre gates (1e-6), finite */
   float sinkhorn_eps;     /* Sinkhorn eps (1e-6), >= 0 */
-  float post_mult;        /* post gate multiplier (2.0 in the model, 1.0 in vLLM tests) */
+  float post_mult;        /* post gate multiplier (2.0 in the model, 1.0 in vLLM tests), finite */
   float norm_eps;         /* eps of the optional fused RMSNorm of layer_input (1e-6), >= 0 */
   uint32_t flags;         /* MHC_FLAG_* */
 } mhc_hc_params;
