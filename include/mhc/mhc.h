@@ -17,9 +17,10 @@
  *    CUDA backend the data is accessed asynchronously on `stream`, so caller memory must stay
  *    alive until the stream work completes.
  *  - Tensors must be dense row-major (strides NULL, or equal to the compact row-major strides;
- *    strides of size-1 dimensions and of empty tensors are ignored), on the context's device (kDLCUDA with the
- *    context's device id, or kDLCPU for the CPU backend; kDLCUDAHost/kDLCUDAManaged memory is
- *    accepted by the CUDA backend), of the documented dtype, and outputs may not overlap any
+ *    strides of size-1 dimensions and of empty tensors are ignored), on the context's device
+ *    (kDLCUDA with the context's device id, or kDLCPU for the CPU backend; kDLCUDAHost and
+ *    kDLCUDAManaged memory is accepted by the CUDA backend, kDLCUDAHost by the CPU backend),
+ *    of the documented dtype, and outputs may not overlap any
  *    input or each other. `byte_offset` is honoured.
  *  - Data pointers (data + byte_offset) must be aligned to their element size. On the CUDA
  *    backend, 16-byte aligned data with hidden % 8 == 0 takes vectorised kernels; anything
