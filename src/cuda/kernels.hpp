@@ -64,8 +64,7 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
 // The MMA variant reads fn as three bf16 parts: written by this kernel into the workspace
 // (weight_parts_bytes(H)) once per call, before the GEMM of the first token chunk.
 void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt);
-void launch_prenorm_mma(bool fused, const GemmArgs &a, const GemmConfig &c,
-                        const LaunchOptions &opt);
+void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt);
 
 // ---- finalize: mixes, Sinkhorn, weighted stream sum (finalize_kernel.cu) ----
 struct FinalizeArgs {

@@ -12,10 +12,9 @@
 // channels 8c..8c+7 of its rows g and g+8 with one 16-byte load each (L1 wavefronts, not
 // FLOPs, bound this kernel: wide loads halve them). Those 8 channels feed two MMAs: the
 // k-slots (2c, 2c+1, 2c+8, 2c+9) of the first map to channels 8c..8c+3, of the second to
-// 8c+4..8c+7, for both A (streams) and B (weight parts). The
-// fused variant computes hc_post for those 4 channels of all 4 streams in registers, stores
-// the rounded residual and feeds the same bf16 values to the same MMAs as the plain variant,
-// so hc_post_pre == hc_post + hc_pre bit for bit here too.
+// 8c+4..8c+7, for both A (streams) and B (weight parts). At these sizes hc_post_pre runs as
+// the post kernel followed by this plain hc_pre (measured faster than fusing the post into
+// this kernel, src/cuda/TUNING.md), so there is no fused variant.
 #include <cuda_runtime.h>
 
 #include "cuda/cuda_check.hpp"
@@ -67,11 +66,9 @@ __device__ __forceinline__ float sq_sum_bf16x8(const uint4 &u, float acc) {
   return acc;
 }
 
-template <bool kFused, bool kVec>
+template <bool kVec>
 // At most 168 registers: 3 CTAs (12 warps) per SM.
 __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmArgs a) {
-  __shared__ float s_mix[kFused ? kTokensPerCta : 1][20];  // fused: post[4], comb[16]
-
   const int64_t T = a.T, H = a.H, K = 4 * H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c = lane % 4;
@@ -82,17 +79,6 @@ __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmA
   const int64_t chunk_end = min(n_chunks, chunk_begin + a.vectors_per_split);
 
   wait_for_prior_grid();
-
-  if constexpr (kFused) {
-    for (int i = threadIdx.x; i < kTokensPerCta * 20; i += kMmaThreads) {
-      const int tt = i / 20, k = i % 20;
-      const int64_t t = cta_t0 + tt;
-      float v = 0.0f;
-      if (t < T) v = k < 4 ? a.post_mix[t * 4 + k] : a.comb_mix[t * 16 + (k - 4)];
-      s_mix[tt][k] = v;
-    }
-    __syncthreads();
-  }
 
   // The 4 token rows of this lane: m-tile mt, half r (row g or g + 8).
   int64_t row_t[kMTiles][2];
@@ -125,17 +111,8 @@ __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmA
           for (int j = 0; j < 4; ++j) xs[mt][r][j] = make_uint4(0, 0, 0, 0);
           continue;
         }
-        if constexpr (kFused) {
-          const int tt = static_cast<int>(t - cta_t0);
-          post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h, H, &s_mix[tt][0],
-                              &s_mix[tt][4], xs[mt][r]);
 #pragma unroll
-          for (int j = 0; j < 4; ++j)
-            store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h, H, xs[mt][r][j]);
-        } else {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) xs[mt][r][j] = load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H);
-        }
+        for (int j = 0; j < 4; ++j) xs[mt][r][j] = load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H);
       }
 
 #pragma unroll
@@ -196,18 +173,15 @@ void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const 
                 dim3(256), opt, fn, fn_parts, n_weights);
 }
 
-void launch_prenorm_mma(bool fused, const GemmArgs &a, const GemmConfig &c,
-                        const LaunchOptions &opt) {
+void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
   const int64_t n_chunks = (a.H + kChunk - 1) / kChunk;
   // 16-byte accesses at channel 32*step + 8*lane need whole steps: H % 32 == 0.
-  const bool vec = a.H % kChunk == 0 && is_aligned16(a.residual) &&
-                   (!fused || (is_aligned16(a.x) && is_aligned16(a.residual_out)));
+  const bool vec = a.H % kChunk == 0 && is_aligned16(a.residual);
   GemmArgs args = a;
   args.vectors_per_split = (n_chunks + c.splits - 1) / c.splits;
   const dim3 grid(static_cast<unsigned>((a.T + kTokensPerCta - 1) / kTokensPerCta),
                   static_cast<unsigned>(c.splits));
-  auto kernel = fused ? (vec ? prenorm_mma_kernel<true, true> : prenorm_mma_kernel<true, false>)
-                      : (vec ? prenorm_mma_kernel<false, true> : prenorm_mma_kernel<false, false>);
+  auto kernel = vec ? prenorm_mma_kernel<true> : prenorm_mma_kernel<false>;
   launch_kernel(kernel, grid, dim3(kMmaThreads), opt, args);
 }
 
