@@ -3,7 +3,7 @@
 src/cuda/gemm_config.cpp (kPreTable) from measurements.
 
 For every candidate configuration it runs mhc_bench once with the process-wide override
-MHC_GEMM_CONFIG="variant,splits,groups,tokens_per_cta,token_ctas,chunk_mib" (read once per
+MHC_GEMM_CONFIG="variant,splits,groups,tokens_per_cta,token_ctas" (read once per
 process, tuning only; the library never tunes in its call path), collects the warm-L2 µs
 per call of hc_pre and hc_post_pre, keeps the fastest candidate per (T, H), and prints
   1. the sweep (best three per row), ready for src/cuda/TUNING.md, and
@@ -27,17 +27,17 @@ FMA, MMA = 0, 1
 
 
 def candidates(T, H):
-    """(variant, splits, groups, tokens_per_cta, token_ctas, chunk_mib) worth timing at T, H."""
+    """(variant, splits, groups, tokens_per_cta, token_ctas) worth timing at T, H."""
     out = []
     if T <= 128:  # CUDA-core kernel: channels per split x tokens per CTA
         for chunk, tpb in itertools.product((64, 128, 256, 512), (1, 2, 4)):
             if tpb > 1 and tpb > T:
                 continue
             splits = min(256, -(-H // chunk))
-            out.append((FMA, splits, 8, tpb, -(-T // tpb), 0))
-    if T >= 64:  # tensor-core kernel: channels per split x token chunking
-        for chunk, mib in itertools.product((64, 128, 256, 512), (0, 16)):
-            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, mib))
+            out.append((FMA, splits, 8, tpb, -(-T // tpb)))
+    if T >= 64:  # tensor-core kernel: channels per split
+        for chunk in (64, 128, 256, 512):
+            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0))
     return out
 
 
@@ -90,15 +90,15 @@ def main():
         return 0
 
     print("\nSuggested kPreTable rows {max_tokens, variant, channels/split, groups, tpb, ctas, "
-          "chunk_mib} (from the largest hidden size measured):")
+          "(from the largest hidden size measured):")
     H = max(hidden)
     for T in tokens:
         if (T, H) not in best:
             continue
-        _, (variant, splits, groups, tpb, ctas, mib), _ = best[(T, H)]
+        _, (variant, splits, groups, tpb, ctas), _ = best[(T, H)]
         chunk = -(-H // splits)
         name = "kMma" if variant == MMA else "kFma"
-        print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}, {mib}}},")
+        print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}}},")
     return 0
 
 

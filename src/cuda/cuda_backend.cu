@@ -8,8 +8,6 @@
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
 #include <cuda_runtime.h>
 
-#include <algorithm>
-
 #include "context.hpp"
 #include "cuda/cuda_check.hpp"
 #include "cuda/gemm_config.hpp"
@@ -92,7 +90,7 @@ class CudaBackend final : public Backend {
   void hc_post(const PostArgs &a) override {
     DeviceGuard guard(device_);
     launch_post({a.T, a.H, a.x, a.residual, a.post_mix, a.comb_mix, a.residual_out},
-                {a.stream, user_pdl_, has_pdl_});
+                first_launch(a.stream));
   }
 
   void hc_pre(const PreArgs &a) override {
@@ -119,7 +117,7 @@ class CudaBackend final : public Backend {
     g.post_mix = a.post.post_mix;
     g.comb_mix = a.post.comb_mix;
     g.residual_out = a.post.residual_out;
-    const LaunchOptions opt{pre.stream, user_pdl_, has_pdl_};
+    const LaunchOptions opt = first_launch(pre.stream);
     launch_prenorm_gemm(24, true, g, c, opt);
     launch_finalize(24, finalize_args(pre, c, g.partials), opt.chained());
   }
@@ -133,7 +131,7 @@ class CudaBackend final : public Backend {
     g.residual = a.residual;
     g.fn = a.fn;
     place_workspace(a.workspace, c, a.H, &g);
-    const LaunchOptions opt{a.stream, user_pdl_, has_pdl_};
+    const LaunchOptions opt = first_launch(a.stream);
     launch_prenorm_gemm(4, false, g, c, opt);
     FinalizeArgs f{};
     f.T = a.T;
@@ -155,41 +153,30 @@ class CudaBackend final : public Backend {
   }
 
  private:
-  // hc_pre (after hc_post of `post` when given), token chunk by token chunk: each chunk's
-  // streams are written (post), read by the GEMM and re-read by the finalize while they are
-  // still in L2. Chunking never changes a token's arithmetic.
+  // The first kernel of an op uses PDL only on request; the later ones chain on sm_90+.
+  LaunchOptions first_launch(cudaStream_t stream) const { return {stream, user_pdl_, has_pdl_}; }
+
+  // hc_pre, after the post kernel of `post` when given (the unfused boundary).
   void run_pre(const PreArgs &a, const GemmConfig &c, const PostArgs *post) {
+    LaunchOptions opt = first_launch(a.stream);
+    if (post != nullptr) {
+      launch_post({post->T, post->H, post->x, post->residual, post->post_mix, post->comb_mix,
+                   post->residual_out},
+                  opt);
+      opt = opt.chained();
+    }
     GemmArgs g{};
+    g.T = a.T;
     g.H = a.H;
+    g.residual = a.residual;
     g.fn = a.w.fn;
     place_workspace(a.workspace, c, a.H, &g);
-    LaunchOptions opt{a.stream, user_pdl_, has_pdl_};
     if (c.variant == GemmVariant::kMma) {
       launch_split_weights(a.w.fn, g.fn_parts, a.H, opt);
       opt = opt.chained();
     }
-    const int64_t step = c.token_chunk > 0 ? c.token_chunk : a.T;
-    for (int64_t t0 = 0; t0 < a.T; t0 += step) {
-      const int64_t n = std::min(step, a.T - t0);
-      if (post != nullptr) {
-        launch_post({n, a.H, post->x + t0 * a.H, post->residual + t0 * 4 * a.H,
-                     post->post_mix + t0 * 4, post->comb_mix + t0 * 16,
-                     post->residual_out + t0 * 4 * a.H},
-                    opt);
-        opt = opt.chained();
-      }
-      PreArgs chunk = a;
-      chunk.T = n;
-      chunk.residual = a.residual + t0 * 4 * a.H;
-      chunk.post_mix = a.post_mix + t0 * 4;
-      chunk.comb_mix = a.comb_mix + t0 * 16;
-      chunk.layer_input = a.layer_input + t0 * a.H;
-      g.T = n;
-      g.residual = chunk.residual;
-      launch_prenorm_gemm(24, false, g, c, opt);
-      opt = opt.chained();
-      launch_finalize(24, finalize_args(chunk, c, g.partials), opt);
-    }
+    launch_prenorm_gemm(24, false, g, c, opt);
+    launch_finalize(24, finalize_args(a, c, g.partials), opt.chained());
   }
 
   int device_;

@@ -18,20 +18,19 @@ struct Row {
   int out_groups;
   int tokens_per_cta;
   int token_ctas;
-  int chunk_mib;    // MMA: token chunk sized to this many MiB of streams (0: no chunking)
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
 constexpr Row kPreTable[] = {
-    {1, kFma, 256, 8, 1, 1, 0},
-    {16, kFma, 256, 8, 4, 4, 0},
-    {128, kFma, 256, 8, 4, 32, 0},
-    {512, kMma, 64, 0, 0, 0, 0},
-    {INT64_MAX, kMma, 256, 0, 0, 0, 0},
+    {1, kFma, 256, 8, 1, 1},
+    {16, kFma, 256, 8, 4, 4},
+    {128, kFma, 256, 8, 4, 32},
+    {512, kMma, 64, 0, 0, 0},
+    {INT64_MAX, kMma, 256, 0, 0, 0},
 };
 constexpr Row kHeadTable[] = {
-    {16, kFma, 128, 1, 4, 4, 0},
-    {INT64_MAX, kFma, 512, 1, 4, 256, 0},
+    {16, kFma, 128, 1, 4, 4},
+    {INT64_MAX, kFma, 512, 1, 4, 256},
 };
 
 bool g_override_set = false;
@@ -42,11 +41,10 @@ void read_env_override() {
   const char *v = std::getenv("MHC_GEMM_CONFIG");
   if (v == nullptr) return;
   GemmConfig c{};
-  int variant = 0, chunk_mib = 0;
-  if (std::sscanf(v, "%d,%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups, &c.tokens_per_cta,
-                  &c.token_ctas, &chunk_mib) >= 5) {
+  int variant = 0;
+  if (std::sscanf(v, "%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups, &c.tokens_per_cta,
+                  &c.token_ctas) == 5) {
     c.variant = variant ? GemmVariant::kMma : GemmVariant::kFma;
-    c.token_chunk = chunk_mib;  // converted to tokens in choose_gemm_config
     set_gemm_config_override(&c);
   }
 }
@@ -75,20 +73,12 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   c.out_groups = r.out_groups;
   c.tokens_per_cta = r.tokens_per_cta;
   c.token_ctas = r.token_ctas;
-  int64_t chunk_mib = r.chunk_mib;
   if (g_override_set && n_out != 4) {
-    chunk_mib = g_override.token_chunk;
     c.variant = g_override.variant;
     c.splits = std::clamp(g_override.splits, 1, kMaxSplits);
     c.out_groups = g_override.out_groups;
     c.tokens_per_cta = g_override.tokens_per_cta;
     c.token_ctas = g_override.token_ctas;
-  }
-  // Whole multiples of the MMA kernel's 128-token CTA, at least one.
-  c.token_chunk = 0;
-  if (c.variant == GemmVariant::kMma && chunk_mib > 0) {
-    const int64_t tokens = (chunk_mib << 20) / (8 * H);
-    c.token_chunk = std::max<int64_t>(128, tokens / 128 * 128);
   }
   return c;
 }
@@ -106,8 +96,7 @@ size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invarian
   auto bytes = [&](int64_t t) {
     const GemmConfig c = choose_gemm_config(n_out, t, H, batch_invariant);
     const size_t parts = c.variant == GemmVariant::kMma ? weight_parts_bytes(H) : 0;
-    const int64_t rows = c.token_chunk > 0 ? std::min(t, c.token_chunk) : t;
-    return parts + static_cast<size_t>(c.splits) * static_cast<size_t>(rows) * (n_out + 1) * sizeof(float);
+    return parts + static_cast<size_t>(c.splits) * static_cast<size_t>(t) * (n_out + 1) * sizeof(float);
   };
   size_t best = T > 0 ? bytes(T) : 0;
   const Row *begin = n_out == 4 ? kHeadTable : kPreTable;

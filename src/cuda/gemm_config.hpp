@@ -21,9 +21,6 @@ struct GemmConfig {
   int out_groups;      // G: thread groups sharing the outputs (24/G outputs per thread)
   int tokens_per_cta;  // TPB: tokens a CTA handles at once (register blocking)
   int token_ctas;      // FMA: grid.y cap, CTAs along the tokens (each loops over blocks)
-  int64_t token_chunk; // MMA: the op runs chunk by chunk of this many tokens so that a
-                       // chunk's streams are still in L2 when the finalize re-reads them
-                       // (0: one chunk). Never changes a token's arithmetic.
 };
 
 // The configuration for n_out outputs (24 for hc_pre, 4 for hc_head).
@@ -40,7 +37,7 @@ size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invarian
 // the post kernel followed by hc_pre; both give the same bits either way.
 bool fuse_post_into_gemm(const GemmConfig &c, int64_t T);
 
-// Process-wide override for the bench's tuning mode: MHC_GEMM_CONFIG="variant,splits,groups,tpb,ctas,chunk_mib"
+// Process-wide override for the bench's tuning mode: MHC_GEMM_CONFIG="variant,splits,groups,tpb,ctas"
 // read once (at the first call). Never set in production.
 void set_gemm_config_override(const GemmConfig *cfg);
 
