@@ -6,6 +6,8 @@
 //   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained), or where
 //                   measured faster, hc_post then hc_pre (identical bits either way)
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
+// At prefill sizes on sm_90+, the GEMM + finalize pair is one cluster kernel instead
+// (prenorm_cluster_kernel.cu), so the streams are read from HBM once.
 #include <cuda_runtime.h>
 
 #include "context.hpp"
@@ -85,6 +87,10 @@ class CudaBackend final : public Backend {
            device, prop.name, prop.major, prop.minor);
     has_pdl_ = prop.major >= 9;
     user_pdl_ = has_pdl_ && (flags & MHC_CONTEXT_FLAG_PDL);
+    if (prop.major >= 9) {
+      DeviceGuard guard(device_);
+      caps_.max_cluster_ctas = configure_cluster_kernels();
+    }
   }
 
   void hc_post(const PostArgs &a) override {
@@ -95,14 +101,14 @@ class CudaBackend final : public Backend {
 
   void hc_pre(const PreArgs &a) override {
     DeviceGuard guard(device_);
-    const GemmConfig c = choose_gemm_config(24, a.T, a.H, batch_invariant(*a.p));
+    const GemmConfig c = choose_gemm_config(24, a.T, a.H, batch_invariant(*a.p), caps_);
     run_pre(a, c, nullptr);
   }
 
   void hc_post_pre(const PostPreArgs &a) override {
     DeviceGuard guard(device_);
     const PreArgs &pre = a.pre;
-    const GemmConfig c = choose_gemm_config(24, pre.T, pre.H, batch_invariant(*pre.p));
+    const GemmConfig c = choose_gemm_config(24, pre.T, pre.H, batch_invariant(*pre.p), caps_);
     if (!fuse_post_into_gemm(c, pre.T)) {  // same bits, measured faster at this size
       run_pre(pre, c, &a.post);
       return;
@@ -124,32 +130,36 @@ class CudaBackend final : public Backend {
 
   void hc_head(const HeadArgs &a) override {
     DeviceGuard guard(device_);
-    const GemmConfig c = choose_gemm_config(4, a.T, a.H, batch_invariant(*a.p));
-    GemmArgs g{};
-    g.T = a.T;
-    g.H = a.H;
-    g.residual = a.residual;
-    g.fn = a.fn;
-    place_workspace(a.workspace, c, a.H, &g);
-    const LaunchOptions opt = first_launch(a.stream);
-    launch_prenorm_gemm(4, false, g, c, opt);
+    const GemmConfig c = choose_gemm_config(4, a.T, a.H, batch_invariant(*a.p), caps_);
     FinalizeArgs f{};
     f.T = a.T;
     f.H = a.H;
     f.splits = c.splits;
-    f.partials = g.partials;
     f.residual = a.residual;
     f.scale = a.scale;
     f.base = a.base;
     f.rms_eps = a.p->rms_eps;
     f.pre_eps = a.p->pre_eps;
     f.out = a.out;
+    const LaunchOptions opt = first_launch(a.stream);
+    if (c.variant == GemmVariant::kCluster) {
+      launch_prenorm_cluster(4, {f, a.fn}, c, opt);
+      return;
+    }
+    GemmArgs g{};
+    g.T = a.T;
+    g.H = a.H;
+    g.residual = a.residual;
+    g.fn = a.fn;
+    place_workspace(a.workspace, c, a.H, &g);
+    launch_prenorm_gemm(4, false, g, c, opt);
+    f.partials = g.partials;
     launch_finalize(4, f, opt.chained());
   }
 
   size_t workspace_size(int32_t op, const mhc_hc_params &p, int64_t T, int64_t H) override {
     if (op == MHC_OP_HC_POST || T == 0) return 0;
-    return gemm_workspace_bytes(op == MHC_OP_HC_HEAD ? 4 : 24, T, H, batch_invariant(p));
+    return gemm_workspace_bytes(op == MHC_OP_HC_HEAD ? 4 : 24, T, H, batch_invariant(p), caps_);
   }
 
  private:
@@ -164,6 +174,10 @@ class CudaBackend final : public Backend {
                    post->residual_out},
                   opt);
       opt = opt.chained();
+    }
+    if (c.variant == GemmVariant::kCluster) {
+      launch_prenorm_cluster(24, {finalize_args(a, c, nullptr), a.w.fn}, c, opt);
+      return;
     }
     GemmArgs g{};
     g.T = a.T;
@@ -182,6 +196,7 @@ class CudaBackend final : public Backend {
   int device_;
   bool has_pdl_ = false;   // chain our own second kernel with PDL (sm_90+)
   bool user_pdl_ = false;  // also the first kernel (MHC_CONTEXT_FLAG_PDL)
+  DeviceCaps caps_{0};     // thread-block clusters: none before sm_90
 };
 
 }  // namespace

@@ -10,38 +10,13 @@
 #include "common/mhc_math.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/kernels.hpp"
+#include "cuda/mix_epilogue.cuh"
 
 namespace mhc::cuda {
 namespace {
 
 constexpr int kFinalizeThreads = 128;
 constexpr int kChannelsPerBlock = kFinalizeThreads * kVecWidth * 2;  // 2 vectors per thread
-
-// Sinkhorn of spec §2.1 on lanes 8..23 of warp 0 (lane 8 + 4a + c holds comb[a][c]).
-// All 32 lanes execute the shuffles; lanes outside 8..23 compute throw-away values.
-__device__ float sinkhorn_lane(float logit, int iters, float eps) {
-  const int lane = threadIdx.x % 32;
-  const int idx = (lane >= 8 && lane < 24) ? lane - 8 : 0;
-  const int a = idx / 4, c = idx % 4;
-  auto row = [&](float v, int k) { return __shfl_sync(0xffffffffu, v, 8 + 4 * a + k); };
-  auto col = [&](float v, int k) { return __shfl_sync(0xffffffffu, v, 8 + 4 * k + c); };
-
-  // row softmax, then + eps
-  const float r0 = row(logit, 0), r1 = row(logit, 1), r2 = row(logit, 2), r3 = row(logit, 3);
-  const float m = fmaxf(fmaxf(fmaxf(r0, r1), r2), r3);
-  const float e = expf(logit - m);
-  const float row_sum = ((row(e, 0) + row(e, 1)) + row(e, 2)) + row(e, 3);
-  // The 39 dependent normalisations are the latency floor of the finalize: divide with the
-  // fast reciprocal-multiply (<= 2 ulp; the comb tolerance of 1e-4 leaves ample room).
-  float v = __fdividef(e, row_sum) + eps;
-  // column normalisation, then (iters - 1) row + column normalisations
-  v = __fdividef(v, (((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
-  for (int it = 1; it < iters; ++it) {
-    v = __fdividef(v, (((row(v, 0) + row(v, 1)) + row(v, 2)) + row(v, 3)) + eps);
-    v = __fdividef(v, (((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
-  }
-  return v;
-}
 
 // Deterministic block sum (fixed tree); every thread gets the result.
 __device__ float block_sum(float v, float *s_tmp) {
@@ -99,17 +74,10 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
     // lane o < NOUT: dot product o; lane NOUT: sum of squares.
     const int o = lane <= NOUT ? lane : 0;
     const float sum = (s_quarter[0][o] + s_quarter[1][o]) + (s_quarter[2][o] + s_quarter[3][o]);
-    const float sum_sq = __shfl_sync(0xffffffffu, sum, NOUT);
-    const float mix = sum * inv_rms_f32(sum_sq, static_cast<float>(4 * H), a.rms_eps);
-    if (lane < 4) s_pre[lane] = sigmoid_f32(mix * a.scale[0] + a.base[lane]) + a.pre_eps;
+    const float mix = lane_mix<NOUT>(a, sum);
+    if (lane < 4) s_pre[lane] = pre_gate(a, mix, lane);
     if constexpr (NOUT == 24) {
-      if (first_block) {
-        if (lane >= 4 && lane < 8)
-          a.post_mix[t * 4 + (lane - 4)] = sigmoid_f32(mix * a.scale[1] + a.base[lane]) * a.post_mult;
-        const float logit = lane < NOUT ? mix * a.scale[2] + a.base[lane] : 0.0f;
-        const float comb = sinkhorn_lane(logit, a.sinkhorn_iters, a.sinkhorn_eps);
-        if (lane >= 8 && lane < 24) a.comb_mix[t * 16 + (lane - 8)] = comb;
-      }
+      if (first_block) write_post_and_comb(a, t, mix);
     }
   }
   __syncthreads();
@@ -123,16 +91,7 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
     v_begin = static_cast<int64_t>(blockIdx.y) * (kChannelsPerBlock / kVecWidth);
     v_end = min(n_vec, v_begin + kChannelsPerBlock / kVecWidth);
   }
-  auto stream_sum = [&](int64_t h0, float ol[8]) {
-    float r[4][8];
-#pragma unroll
-    for (int j = 0; j < 4; ++j) unpack_bf16x8(load_bf16x8<kVec>(r_tok + j * H, h0, H), r[j]);
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      const float re[4] = {r[0][e], r[1][e], r[2][e], r[3][e]};
-      ol[e] = weighted_sum4(pre, re);
-    }
-  };
+  auto stream_sum = [&](int64_t h0, float ol[8]) { weighted_sum_x8<kVec>(r_tok, h0, H, pre, ol); };
 
   if constexpr (!kNorm) {
     for (int64_t v = v_begin + threadIdx.x; v < v_end; v += kFinalizeThreads) {
@@ -153,12 +112,9 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
     // pass 2: bf16(bf16(ol) * rs * w)
     for (int64_t v = v_begin + threadIdx.x; v < v_end; v += kFinalizeThreads) {
       const int64_t h0 = v * kVecWidth;
-      float ol[8], w[8];
+      float ol[8];
       stream_sum(h0, ol);
-      unpack_bf16x8(load_bf16x8<kVec>(a.norm_weight, h0, H), w);
-#pragma unroll
-      for (int e = 0; e < 8; ++e) ol[e] = bf16_to_f32(f32_to_bf16(ol[e])) * rs * w[e];
-      store_bf16x8<kVec>(out_row, h0, H, pack_bf16x8(ol));
+      store_bf16x8<kVec>(out_row, h0, H, normed_x8(ol, rs, load_bf16x8<kVec>(a.norm_weight, h0, H)));
     }
   }
 }

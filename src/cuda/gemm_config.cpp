@@ -18,35 +18,50 @@ struct Row {
   int out_groups;
   int tokens_per_cta;
   int token_ctas;
+  int cluster_ctas;  // > 0: the one-pass cluster kernel with clusters of this many CTAs,
+                     // where the device and H allow it; else the configuration above
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
 constexpr Row kPreTable[] = {
-    {1, kFma, 256, 8, 1, 1},
-    {16, kFma, 256, 8, 4, 4},
-    {128, kFma, 256, 8, 4, 32},
-    {512, kMma, 64, 0, 0, 0},
-    {INT64_MAX, kMma, 256, 0, 0, 0},
+    {1, kFma, 256, 8, 1, 1, 0},
+    {16, kFma, 256, 8, 4, 4, 0},
+    {128, kFma, 256, 8, 4, 32, 0},
+    {512, kMma, 64, 0, 0, 0, 0},
+    {INT64_MAX, kMma, 256, 0, 0, 0, 0},
 };
 constexpr Row kHeadTable[] = {
-    {16, kFma, 128, 1, 4, 4},
-    {INT64_MAX, kFma, 512, 1, 4, 256},
+    {16, kFma, 128, 1, 4, 4, 0},
+    {512, kFma, 512, 1, 4, 256, 0},
+    {INT64_MAX, kFma, 512, 1, 4, 256, 8},
 };
 
-bool g_override_set = false;
-GemmConfig g_override{};
+bool g_override_set[2] = {false, false};  // [hc_pre, hc_head]
+GemmConfig g_override[2]{};
 std::once_flag g_env_once;
 
-void read_env_override() {
-  const char *v = std::getenv("MHC_GEMM_CONFIG");
+void read_env_override(const char *name, int which) {
+  const char *v = std::getenv(name);
   if (v == nullptr) return;
   GemmConfig c{};
   int variant = 0;
   if (std::sscanf(v, "%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups, &c.tokens_per_cta,
-                  &c.token_ctas) == 5) {
-    c.variant = variant ? GemmVariant::kMma : GemmVariant::kFma;
-    set_gemm_config_override(&c);
+                  &c.token_ctas) == 5 &&
+      variant >= 0 && variant <= 2) {
+    c.variant = static_cast<GemmVariant>(variant);
+    g_override[which] = c;
+    g_override_set[which] = true;
   }
+}
+
+void read_env_overrides() {
+  read_env_override("MHC_GEMM_CONFIG", 0);
+  read_env_override("MHC_HEAD_GEMM_CONFIG", 1);
+}
+
+bool config_fits(const GemmConfig &c, int n_out, int64_t H, const DeviceCaps &caps) {
+  if (c.variant != GemmVariant::kCluster) return true;  // the split-K kernels take any H
+  return c.splits <= caps.max_cluster_ctas && cluster_fits(n_out, c.splits, H);
 }
 
 template <size_t N>
@@ -58,13 +73,9 @@ const Row &lookup(const Row (&table)[N], int64_t T) {
 
 }  // namespace
 
-void set_gemm_config_override(const GemmConfig *cfg) {
-  g_override_set = cfg != nullptr;
-  if (cfg) g_override = *cfg;
-}
-
-GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant) {
-  std::call_once(g_env_once, read_env_override);
+GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant,
+                              const DeviceCaps &caps) {
+  std::call_once(g_env_once, read_env_overrides);
   const int64_t key = batch_invariant ? INT64_MAX : T;
   const Row &r = n_out == 4 ? lookup(kHeadTable, key) : lookup(kPreTable, key);
   GemmConfig c;
@@ -73,12 +84,17 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   c.out_groups = r.out_groups;
   c.tokens_per_cta = r.tokens_per_cta;
   c.token_ctas = r.token_ctas;
-  if (g_override_set && n_out != 4) {
-    c.variant = g_override.variant;
-    c.splits = std::clamp(g_override.splits, 1, kMaxSplits);
-    c.out_groups = g_override.out_groups;
-    c.tokens_per_cta = g_override.tokens_per_cta;
-    c.token_ctas = g_override.token_ctas;
+  if (r.cluster_ctas > 0) {
+    const GemmConfig cl{GemmVariant::kCluster, r.cluster_ctas, 0, 0, 0};
+    if (config_fits(cl, n_out, H, caps)) c = cl;
+    else if (r.cluster_ctas == 16 && config_fits({GemmVariant::kCluster, 8, 0, 0, 0}, n_out, H, caps))
+      c = {GemmVariant::kCluster, 8, 0, 0, 0};
+  }
+  const int which = n_out == 4 ? 1 : 0;
+  if (g_override_set[which]) {
+    GemmConfig o = g_override[which];
+    o.splits = std::clamp(o.splits, 1, kMaxSplits);
+    if (config_fits(o, n_out, H, caps)) c = o;
   }
   return c;
 }
@@ -91,10 +107,12 @@ size_t weight_parts_bytes(int64_t H) {
   return (static_cast<size_t>(3) * 24 * 4 * H * sizeof(uint16_t) + 255) / 256 * 256;
 }
 
-size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invariant) {
+size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invariant,
+                            const DeviceCaps &caps) {
   // Never smaller for a larger T: take the maximum over every bucket boundary <= T.
-  auto bytes = [&](int64_t t) {
-    const GemmConfig c = choose_gemm_config(n_out, t, H, batch_invariant);
+  auto bytes = [&](int64_t t) -> size_t {
+    const GemmConfig c = choose_gemm_config(n_out, t, H, batch_invariant, caps);
+    if (c.variant == GemmVariant::kCluster) return 0;  // partials stay on chip
     const size_t parts = c.variant == GemmVariant::kMma ? weight_parts_bytes(H) : 0;
     return parts + static_cast<size_t>(c.splits) * static_cast<size_t>(t) * (n_out + 1) * sizeof(float);
   };

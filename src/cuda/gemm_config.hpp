@@ -13,32 +13,45 @@ namespace mhc::cuda {
 // The finalize kernel stages one token's partials in shared memory: splits never exceed this.
 constexpr int kMaxSplits = 256;
 
-enum class GemmVariant : int { kFma = 0, kMma = 1 };
+enum class GemmVariant : int { kFma = 0, kMma = 1, kCluster = 2 };
+
+// What the device offers the dispatch: thread-block clusters (sm_90+) of up to this many CTAs
+// (0: none, 8, or 16).
+struct DeviceCaps {
+  int max_cluster_ctas;
+};
 
 struct GemmConfig {
   GemmVariant variant; // CUDA-core FMA (decode sizes) or bf16x3 tensor cores (prefill sizes)
-  int splits;          // K-splits: CTAs along the hidden dimension (grid.x)
+  int splits;          // K-splits: CTAs along the hidden dimension (grid.x); kCluster: CTAs per cluster
   int out_groups;      // G: thread groups sharing the outputs (24/G outputs per thread)
   int tokens_per_cta;  // TPB: tokens a CTA handles at once (register blocking)
   int token_ctas;      // FMA: grid.y cap, CTAs along the tokens (each loops over blocks)
 };
 
 // The configuration for n_out outputs (24 for hc_pre, 4 for hc_head).
-GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant);
+GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant,
+                              const DeviceCaps &caps);
+
+// Whether the one-pass cluster kernel (prenorm_cluster_kernel.cu) takes (n_out, H) with
+// clusters of this many CTAs: whole 32-channel steps per CTA, fn slice in shared memory.
+bool cluster_fits(int n_out, int cluster_ctas, int64_t H);
 
 // Workspace of the MMA variant's bf16 split of fn ([3, 24, 4H] bf16, 256-byte aligned); it
 // precedes the partials in the workspace.
 size_t weight_parts_bytes(int64_t H);
 
 // Workspace bytes (weight parts of the MMA variant, then the partial sums) for a configuration: splits * T * (n_out + 1) floats.
-size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invariant);
+size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invariant,
+                            const DeviceCaps &caps);
 
 // hc_post_pre runs as one fused kernel (+ finalize) only where that measured faster than
 // the post kernel followed by hc_pre; both give the same bits either way.
 bool fuse_post_into_gemm(const GemmConfig &c, int64_t T);
 
-// Process-wide override for the bench's tuning mode: MHC_GEMM_CONFIG="variant,splits,groups,tpb,ctas"
-// read once (at the first call). Never set in production.
-void set_gemm_config_override(const GemmConfig *cfg);
+// Process-wide overrides for the bench's tuning mode, read once (at the first call):
+// MHC_GEMM_CONFIG (hc_pre, hc_post_pre) and MHC_HEAD_GEMM_CONFIG (hc_head), each
+// "variant,splits,groups,tpb,ctas" with variant 0 = FMA, 1 = MMA, 2 = cluster (splits = CTAs
+// per cluster). An override that cannot handle H is ignored. Never set in production.
 
 }  // namespace mhc::cuda

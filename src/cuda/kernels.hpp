@@ -16,24 +16,42 @@ struct LaunchOptions {
   cudaStream_t stream;
   bool pdl;    // launch this kernel with programmatic stream serialization (sm_90+)
   bool chain;  // the device supports PDL: later kernels of the same op may use it
+  unsigned cluster = 1;  // CTAs per thread-block cluster (sm_90+), 1 = no cluster
   LaunchOptions chained() const { return {stream, chain, chain}; }
+  LaunchOptions with_cluster(unsigned ctas) const { return {stream, pdl, chain, ctas}; }
 };
 
-// cudaLaunchKernelEx with the PDL attribute when requested; errors become mhc::Error.
+// cudaLaunchKernelEx of a prepared configuration (grid, block, dynamic shared memory), with
+// the PDL and cluster attributes when requested; errors become mhc::Error.
+template <class... Params, class... Args>
+void launch_kernel_cfg(void (*kernel)(Params...), cudaLaunchConfig_t cfg, const LaunchOptions &opt,
+                       Args &&...args) {
+  cfg.stream = opt.stream;
+  cudaLaunchAttribute attr[2];
+  unsigned n = 0;
+  if (opt.pdl) {
+    attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[n++].val.programmaticStreamSerializationAllowed = 1;
+  }
+  if (opt.cluster > 1) {
+    attr[n].id = cudaLaunchAttributeClusterDimension;
+    attr[n].val.clusterDim.x = opt.cluster;
+    attr[n].val.clusterDim.y = 1;
+    attr[n++].val.clusterDim.z = 1;
+  }
+  cfg.attrs = attr;
+  cfg.numAttrs = n;
+  MHC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+}
+
+// The common case: grid and block only.
 template <class... Params, class... Args>
 void launch_kernel(void (*kernel)(Params...), dim3 grid, dim3 block, const LaunchOptions &opt,
                    Args &&...args) {
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = grid;
   cfg.blockDim = block;
-  cfg.dynamicSmemBytes = 0;
-  cfg.stream = opt.stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr;
-  cfg.numAttrs = opt.pdl ? 1 : 0;
-  MHC_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+  launch_kernel_cfg(kernel, cfg, opt, std::forward<Args>(args)...);
 }
 
 // ---- hc_post (post_kernel.cu) ----
@@ -81,5 +99,19 @@ struct FinalizeArgs {
   uint16_t *out;         // [T, H] layer_input or head output
 };
 void launch_finalize(int n_out, const FinalizeArgs &a, const LaunchOptions &opt);
+
+// ---- one-pass GEMM + finalize in thread-block clusters, sm_90+ (prenorm_cluster_kernel.cu) ----
+struct ClusterPreArgs {
+  FinalizeArgs f;   // everything but the partials (splits and partials unused)
+  const float *fn;  // [n_out, 4H]
+};
+// c.splits = CTAs per cluster (8 or 16); (n_out, H, C) must satisfy cluster_fits().
+void launch_prenorm_cluster(int n_out, const ClusterPreArgs &a, const GemmConfig &c,
+                            const LaunchOptions &opt);
+// Clusters of `kernel` resident at once on the current device (cached), >= 1.
+int resident_clusters(const void *kernel, int cluster_ctas, size_t smem);
+// Opts the cluster kernels in to their shared memory and cluster sizes on the current
+// device; returns the largest cluster size (16 or 8) the device can hold, 0 if none.
+int configure_cluster_kernels();
 
 }  // namespace mhc::cuda

@@ -20,6 +20,7 @@
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/kernels.hpp"
+#include "cuda/mma_common.cuh"
 
 namespace mhc::cuda {
 namespace {
@@ -39,31 +40,10 @@ __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uin
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 256 + threadIdx.x;
   wait_for_prior_grid();
   if (i >= n) return;
-  float v = fn[i];
+  uint16_t p[3];
+  split_bf16x3(fn[i], p);
 #pragma unroll
-  for (int p = 0; p < 3; ++p) {
-    const uint16_t b = f32_to_bf16(v);
-    parts[p * n + i] = b;
-    const float part = bf16_to_f32(b);
-    // exact: the residual of a rounding to fewer bits; an infinite weight stays in hi
-    v = isinf(part) ? 0.0f : v - part;
-  }
-}
-
-__device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], const uint32_t b[2]) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
-      "{%8,%9}, {%0,%1,%2,%3};"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
-}
-
-__device__ __forceinline__ float sq_sum_bf16x8(const uint4 &u, float acc) {
-  float f[8];
-  unpack_bf16x8(u, f);
-#pragma unroll
-  for (int e = 0; e < 8; ++e) acc = fma_f32(f[e], f[e], acc);
-  return acc;
+  for (int k = 0; k < 3; ++k) parts[k * n + i] = p[k];
 }
 
 template <bool kVec>
@@ -127,16 +107,8 @@ __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmA
 #pragma unroll
       for (int mt = 0; mt < kMTiles; ++mt) {
         const uint4 &r0 = xs[mt][0][j], &r1 = xs[mt][1][j];
-        const uint32_t a_lo[4] = {r0.x, r1.x, r0.y, r1.y};  // channels 8c..8c+3
-        const uint32_t a_hi[4] = {r0.z, r1.z, r0.w, r1.w};  // channels 8c+4..8c+7
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-          for (int p = 2; p >= 0; --p) {  // small parts first
-            const uint32_t b_lo[2] = {b[nt][p].x, b[nt][p].y}, b_hi[2] = {b[nt][p].z, b[nt][p].w};
-            mma_bf16(acc[mt][nt], a_lo, b_lo);
-            mma_bf16(acc[mt][nt], a_hi, b_hi);
-          }
+        for (int nt = 0; nt < kNTiles; ++nt) mma_bf16x3_step(acc[mt][nt], r0, r1, b[nt]);
         sum_sq[mt][0] = sq_sum_bf16x8(r0, sum_sq[mt][0]);
         sum_sq[mt][1] = sq_sum_bf16x8(r1, sum_sq[mt][1]);
       }
