@@ -14,6 +14,7 @@
 # Environment: MHC_SANITIZER_TOOLS (default "memcheck racecheck initcheck synccheck"),
 # MHC_SANITIZER_TIMEOUT (seconds per test and tool, default 1800), MHC_SANITIZER_FILTER
 # (ctest -R regex, default all gpu tests), MHC_HARDENING_QUICK (default 1),
+# MHC_GPU_TESTS_QUICK (default 1: gpu.accuracy on fewer T, one per launch configuration),
 # MHC_SANITIZER_KNOWN_BUGS=1 (also run tests labelled known-bug, reproducers that fail on
 # purpose; skipped by default).
 set -uo pipefail
@@ -23,6 +24,7 @@ BUILD=$(cd "${1:-$ROOT/build}" && pwd) || { echo "no build dir ${1:-build}" >&2;
 TOOLS=${MHC_SANITIZER_TOOLS:-memcheck racecheck initcheck synccheck}
 TIMEOUT=${MHC_SANITIZER_TIMEOUT:-1800}
 export MHC_HARDENING_QUICK=${MHC_HARDENING_QUICK:-1}
+export MHC_GPU_TESTS_QUICK=${MHC_GPU_TESTS_QUICK:-1}
 
 CS=$(command -v compute-sanitizer || true)
 [ -z "$CS" ] && [ -x /usr/local/cuda/bin/compute-sanitizer ] && CS=/usr/local/cuda/bin/compute-sanitizer

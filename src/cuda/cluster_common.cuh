@@ -90,22 +90,29 @@ __device__ __forceinline__ void cluster_epilogue(const FinalizeArgs &a, const ui
   if constexpr (!kNorm) cluster_arrive();
   __syncthreads();
 
-  // 2. gates of every token; the owner (rank = row mod cluster size) keeps its mixes
-  float owned_mix[kRowsPerWarp];
-  int64_t owned_t[kRowsPerWarp];
-#pragma unroll
-  for (int k = 0; k < kRowsPerWarp; ++k) owned_t[k] = -1, owned_mix[k] = 0.0f;
+  // 2. pre gates of every token
 #pragma unroll
   for (int k = 0; k < kRowsPerWarp; ++k) {
     const int row = warp + WARPS * k;
-    const int64_t t = t0 + row;
-    if (row >= ROWS || t >= T) break;
-    const float sum = lane <= NOUT ? s.sum[row][lane] : 0.0f;
-    const float mix = lane_mix<NOUT>(a, sum);
+    if (row >= ROWS || t0 + row >= T) break;
+    const float mix = lane_mix<NOUT>(a, lane <= NOUT ? s.sum[row][lane] : 0.0f);
     if (lane < 4) s.pre[row][lane] = pre_gate(a, mix, lane);
-    if (row % n_ranks == rank) owned_t[k] = t, owned_mix[k] = mix;
   }
   __syncthreads();
+
+  // post_mix and comb_mix of the tokens this CTA owns (row mod cluster size == rank): the
+  // k-th owned token on warp WARPS - 1 - k, so with few tokens the Sinkhorn's dependent
+  // chain runs beside the weighted sum of the low warps (warp-uniform).
+  auto owned_mixes = [&]() {
+    if constexpr (NOUT == 24) {
+      for (int row = static_cast<int>(rank), k = 0; row < ROWS; row += static_cast<int>(n_ranks), ++k) {
+        if (t0 + row >= T) break;
+        if (warp != WARPS - 1 - k % WARPS) continue;
+        write_post_and_comb(a, t0 + row, lane_mix<NOUT>(a, lane <= NOUT ? s.sum[row][lane] : 0.0f));
+      }
+    }
+  };
+  if constexpr (!kNorm) owned_mixes();
 
   // 3. weighted sum of this CTA's channels; a warp per token, lanes along the channels
   const int64_t n_vec = (h_end - h_begin + kVecWidth - 1) / kVecWidth;
@@ -120,19 +127,23 @@ __device__ __forceinline__ void cluster_epilogue(const FinalizeArgs &a, const ui
       r[j] = row < ROWS && t < T ? load_bf16x8<kVec>(streams + (t * 4 + j) * H, h0, H) : make_uint4(0, 0, 0, 0);
   };
   if constexpr (!kNorm) {
+    constexpr int kBatch = kRowsPerWarp < 4 ? kRowsPerWarp : 4;  // tokens with loads in flight
     for (int64_t v = lane; v < n_vec; v += 32) {
       const int64_t h0 = h_begin + v * kVecWidth;
-      uint4 r[kRowsPerWarp][4];
 #pragma unroll
-      for (int k = 0; k < kRowsPerWarp; ++k) load_streams(warp + WARPS * k, h0, r[k]);
+      for (int kb = 0; kb < kRowsPerWarp; kb += kBatch) {
+        uint4 r[kBatch][4];
 #pragma unroll
-      for (int k = 0; k < kRowsPerWarp; ++k) {
-        const int row = warp + WARPS * k;
-        if (row >= ROWS || t0 + row >= T) break;
-        float pre[4], ol[8];
-        pre_of(row, pre);
-        weighted_sum_bf16x8(r[k], pre, ol);
-        store_bf16x8<kVec>(a.out + (t0 + row) * H, h0, H, pack_bf16x8(ol));
+        for (int k = 0; k < kBatch; ++k) load_streams(warp + WARPS * (kb + k), h0, r[k]);
+#pragma unroll
+        for (int k = 0; k < kBatch; ++k) {
+          const int row = warp + WARPS * (kb + k);
+          if (row >= ROWS || t0 + row >= T) break;
+          float pre[4], ol[8];
+          pre_of(row, pre);
+          weighted_sum_bf16x8(r[k], pre, ol);
+          store_bf16x8<kVec>(a.out + (t0 + row) * H, h0, H, pack_bf16x8(ol));
+        }
       }
     }
   } else {
@@ -176,13 +187,7 @@ __device__ __forceinline__ void cluster_epilogue(const FinalizeArgs &a, const ui
     cluster_arrive();  // done reading s.sq
   }
 
-  // 4. post_mix and comb_mix of the owned tokens: the Sinkhorn's dependent chain runs last,
-  // off the path of the weighted sum (warp-uniform).
-  if constexpr (NOUT == 24) {
-#pragma unroll
-    for (int k = 0; k < kRowsPerWarp; ++k)
-      if (owned_t[k] >= 0) write_post_and_comb(a, owned_t[k], owned_mix[k]);
-  }
+  if constexpr (kNorm) owned_mixes();
   cluster_wait();  // no CTA reuses s before all have read this block's values
 }
 #endif

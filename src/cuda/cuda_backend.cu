@@ -2,7 +2,8 @@
 // stream. No allocation, no synchronisation, no JIT: every call is graph-capturable.
 //
 //   hc_post      -> post kernel
-//   hc_pre       -> prenorm GEMM (split-K partials) -> finalize (PDL-chained)
+//   hc_pre       -> prenorm GEMM (split-K partials) -> finalize (PDL-chained), or at decode
+//                   sizes on sm_90+ the GEMM alone, its splits finishing the op in a cluster
 //   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained), or where
 //                   measured faster, hc_post then hc_pre (identical bits either way)
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
@@ -90,6 +91,7 @@ class CudaBackend final : public Backend {
     if (prop.major >= 9) {
       DeviceGuard guard(device_);
       caps_.max_cluster_ctas = configure_cluster_kernels();
+      if (caps_.max_cluster_ctas >= 16) configure_gemm_cluster_kernels();
     }
   }
 
@@ -123,9 +125,10 @@ class CudaBackend final : public Backend {
     g.post_mix = a.post.post_mix;
     g.comb_mix = a.post.comb_mix;
     g.residual_out = a.post.residual_out;
+    const FinalizeArgs f = finalize_args(pre, c, g.partials);
     const LaunchOptions opt = first_launch(pre.stream);
-    launch_prenorm_gemm(24, true, g, c, opt);
-    launch_finalize(24, finalize_args(pre, c, g.partials), opt.chained());
+    launch_prenorm_gemm(24, true, g, c, opt, f);
+    if (!c.cluster) launch_finalize(24, f, opt.chained());
   }
 
   void hc_head(const HeadArgs &a) override {
@@ -189,8 +192,9 @@ class CudaBackend final : public Backend {
       launch_split_weights(a.w.fn, g.fn_parts, a.H, opt);
       opt = opt.chained();
     }
-    launch_prenorm_gemm(24, false, g, c, opt);
-    launch_finalize(24, finalize_args(a, c, g.partials), opt.chained());
+    const FinalizeArgs f = finalize_args(a, c, g.partials);
+    launch_prenorm_gemm(24, false, g, c, opt, f);
+    if (!c.cluster) launch_finalize(24, f, opt.chained());
   }
 
   int device_;

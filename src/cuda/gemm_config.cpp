@@ -20,20 +20,22 @@ struct Row {
   int token_ctas;
   int cluster_ctas;  // > 0: the one-pass cluster kernel with clusters of this many CTAs,
                      // where the device and H allow it; else the configuration above
+  bool one_kernel;   // FMA: cluster mode (the splits finish the op), where the device allows
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
 constexpr Row kPreTable[] = {
-    {1, kFma, 256, 8, 1, 1, 0},
-    {16, kFma, 256, 8, 4, 4, 0},
-    {128, kFma, 256, 8, 4, 32, 0},
-    {512, kMma, 64, 0, 0, 0, 0},
-    {INT64_MAX, kMma, 256, 0, 0, 0, 0},
+    {1, kFma, 256, 8, 1, 1, 0, true},
+    {8, kFma, 256, 8, 2, 4, 0, true},
+    {16, kFma, 256, 8, 4, 4, 0, true},
+    {128, kFma, 256, 8, 4, 32, 0, false},
+    {512, kMma, 64, 0, 0, 0, 0, false},
+    {INT64_MAX, kMma, 256, 0, 0, 0, 0, false},
 };
 constexpr Row kHeadTable[] = {
-    {16, kFma, 128, 1, 4, 4, 0},
-    {512, kFma, 512, 1, 4, 256, 0},
-    {INT64_MAX, kFma, 512, 1, 4, 256, 8},
+    {16, kFma, 128, 1, 4, 4, 0, false},
+    {512, kFma, 512, 1, 4, 256, 0, false},
+    {INT64_MAX, kFma, 512, 1, 4, 256, 8, false},
 };
 
 bool g_override_set[2] = {false, false};  // [hc_pre, hc_head]
@@ -44,11 +46,12 @@ void read_env_override(const char *name, int which) {
   const char *v = std::getenv(name);
   if (v == nullptr) return;
   GemmConfig c{};
-  int variant = 0;
-  if (std::sscanf(v, "%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups, &c.tokens_per_cta,
-                  &c.token_ctas) == 5 &&
-      variant >= 0 && variant <= 2) {
+  int variant = 0, cluster = 0;
+  const int n = std::sscanf(v, "%d,%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups,
+                            &c.tokens_per_cta, &c.token_ctas, &cluster);
+  if ((n == 5 || n == 6) && variant >= 0 && variant <= 2) {
     c.variant = static_cast<GemmVariant>(variant);
+    c.cluster = cluster != 0;
     g_override[which] = c;
     g_override_set[which] = true;
   }
@@ -60,6 +63,8 @@ void read_env_overrides() {
 }
 
 bool config_fits(const GemmConfig &c, int n_out, int64_t H, const DeviceCaps &caps) {
+  if (c.cluster)  // one-kernel FMA: a cluster of all the splits
+    return c.variant == GemmVariant::kFma && n_out == 24 && c.splits <= caps.max_cluster_ctas;
   if (c.variant != GemmVariant::kCluster) return true;  // the split-K kernels take any H
   return c.splits <= caps.max_cluster_ctas && cluster_fits(n_out, c.splits, H);
 }
@@ -84,11 +89,13 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   c.out_groups = r.out_groups;
   c.tokens_per_cta = r.tokens_per_cta;
   c.token_ctas = r.token_ctas;
+  // every split of the row in one cluster, where they fit (else the split-K pair)
+  if (r.one_kernel && n_out == 24 && c.splits <= caps.max_cluster_ctas) c.cluster = true;
   if (r.cluster_ctas > 0) {
-    const GemmConfig cl{GemmVariant::kCluster, r.cluster_ctas, 0, 0, 0};
+    const GemmConfig cl{GemmVariant::kCluster, r.cluster_ctas, 0, 0, 0, false};
+    const GemmConfig cl8{GemmVariant::kCluster, 8, 0, 0, 0, false};
     if (config_fits(cl, n_out, H, caps)) c = cl;
-    else if (r.cluster_ctas == 16 && config_fits({GemmVariant::kCluster, 8, 0, 0, 0}, n_out, H, caps))
-      c = {GemmVariant::kCluster, 8, 0, 0, 0};
+    else if (r.cluster_ctas == 16 && config_fits(cl8, n_out, H, caps)) c = cl8;
   }
   const int which = n_out == 4 ? 1 : 0;
   if (g_override_set[which]) {
@@ -100,7 +107,7 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
 }
 
 bool fuse_post_into_gemm(const GemmConfig &c, int64_t T) {
-  return c.variant == GemmVariant::kFma && T <= 16;
+  return c.variant == GemmVariant::kFma && (T <= 16 || c.cluster);
 }
 
 size_t weight_parts_bytes(int64_t H) {
@@ -112,7 +119,7 @@ size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invarian
   // Never smaller for a larger T: take the maximum over every bucket boundary <= T.
   auto bytes = [&](int64_t t) -> size_t {
     const GemmConfig c = choose_gemm_config(n_out, t, H, batch_invariant, caps);
-    if (c.variant == GemmVariant::kCluster) return 0;  // partials stay on chip
+    if (c.variant == GemmVariant::kCluster || c.cluster) return 0;  // partials stay on chip
     const size_t parts = c.variant == GemmVariant::kMma ? weight_parts_bytes(H) : 0;
     return parts + static_cast<size_t>(c.splits) * static_cast<size_t>(t) * (n_out + 1) * sizeof(float);
   };

@@ -27,6 +27,8 @@ struct GemmConfig {
   int out_groups;      // G: thread groups sharing the outputs (24/G outputs per thread)
   int tokens_per_cta;  // TPB: tokens a CTA handles at once (register blocking)
   int token_ctas;      // FMA: grid.y cap, CTAs along the tokens (each loops over blocks)
+  bool cluster = false; // FMA: the splits of a token block form a cluster and finish the op
+                        // themselves (one kernel, no finalize; sm_90+, splits <= 16)
 };
 
 // The configuration for n_out outputs (24 for hc_pre, 4 for hc_head).
@@ -45,8 +47,8 @@ size_t weight_parts_bytes(int64_t H);
 size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invariant,
                             const DeviceCaps &caps);
 
-// hc_post_pre runs as one fused kernel (+ finalize) only where that measured faster than
-// the post kernel followed by hc_pre; both give the same bits either way.
+// hc_post_pre runs as one fused kernel (+ finalize unless in cluster mode) only where that
+// measured faster than the post kernel followed by hc_pre; both give the same bits.
 bool fuse_post_into_gemm(const GemmConfig &c, int64_t T);
 
 // Process-wide overrides for the bench's tuning mode, read once (at the first call):

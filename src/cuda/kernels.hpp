@@ -16,7 +16,7 @@ struct LaunchOptions {
   cudaStream_t stream;
   bool pdl;    // launch this kernel with programmatic stream serialization (sm_90+)
   bool chain;  // the device supports PDL: later kernels of the same op may use it
-  unsigned cluster = 1;  // CTAs per thread-block cluster (sm_90+), 1 = no cluster
+  unsigned cluster = 0;  // CTAs per thread-block cluster (sm_90+), 0 = no cluster attribute
   LaunchOptions chained() const { return {stream, chain, chain}; }
   LaunchOptions with_cluster(unsigned ctas) const { return {stream, pdl, chain, ctas}; }
 };
@@ -33,7 +33,7 @@ void launch_kernel_cfg(void (*kernel)(Params...), cudaLaunchConfig_t cfg, const 
     attr[n].id = cudaLaunchAttributeProgrammaticStreamSerialization;
     attr[n++].val.programmaticStreamSerializationAllowed = 1;
   }
-  if (opt.cluster > 1) {
+  if (opt.cluster > 0) {
     attr[n].id = cudaLaunchAttributeClusterDimension;
     attr[n].val.clusterDim.x = opt.cluster;
     attr[n].val.clusterDim.y = 1;
@@ -63,27 +63,6 @@ struct PostKernelArgs {
 };
 void launch_post(const PostKernelArgs &a, const LaunchOptions &opt);
 
-// ---- split-K prenorm GEMM (prenorm_gemm_kernel.cu) ----
-struct GemmArgs {
-  int64_t T, H;
-  const uint16_t *residual;  // plain: the streams; fused: the streams before hc_post
-  const float *fn;           // [n_out, 4H]
-  float *partials;           // [splits, T, n_out + 1]
-  uint16_t *fn_parts;        // MMA variant: [3, 24, 4H] bf16 split of fn (workspace)
-  // fused only: hc_post inputs and the new residual it writes
-  const uint16_t *x;
-  const float *post_mix, *comb_mix;
-  uint16_t *residual_out;
-  int64_t vectors_per_split;  // set by the launcher
-};
-void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
-                         const LaunchOptions &opt);
-// The tensor-core variant (prenorm_mma_kernel.cu); called by launch_prenorm_gemm.
-// The MMA variant reads fn as three bf16 parts: written by this kernel into the workspace
-// (weight_parts_bytes(H)) once per call, before the GEMM of the first token chunk.
-void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt);
-void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt);
-
 // ---- finalize: mixes, Sinkhorn, weighted stream sum (finalize_kernel.cu) ----
 struct FinalizeArgs {
   int64_t T, H;
@@ -98,6 +77,29 @@ struct FinalizeArgs {
   float *comb_mix;       // [T, 4, 4] (hc_pre only)
   uint16_t *out;         // [T, H] layer_input or head output
 };
+// ---- split-K prenorm GEMM (prenorm_gemm_kernel.cu) ----
+struct GemmArgs {
+  int64_t T, H;
+  const uint16_t *residual;  // plain: the streams; fused: the streams before hc_post
+  const float *fn;           // [n_out, 4H]
+  float *partials;           // [splits, T, n_out + 1]
+  uint16_t *fn_parts;        // MMA variant: [3, 24, 4H] bf16 split of fn (workspace)
+  // fused only: hc_post inputs and the new residual it writes
+  const uint16_t *x;
+  const float *post_mix, *comb_mix;
+  uint16_t *residual_out;
+  int64_t vectors_per_split;  // set by the launcher
+};
+// In cluster mode (c.cluster) the kernel also finishes the op with `epi` (the finalize's
+// arguments; its splits and partials unused): the partials never leave the cluster.
+void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
+                         const LaunchOptions &opt, const FinalizeArgs &epi = {});
+// The tensor-core variant (prenorm_mma_kernel.cu); called by launch_prenorm_gemm.
+// The MMA variant reads fn as three bf16 parts: written by this kernel into the workspace
+// (weight_parts_bytes(H)) once per call, before the GEMM of the first token chunk.
+void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt);
+void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt);
+
 void launch_finalize(int n_out, const FinalizeArgs &a, const LaunchOptions &opt);
 
 // ---- one-pass GEMM + finalize in thread-block clusters, sm_90+ (prenorm_cluster_kernel.cu) ----
@@ -113,5 +115,7 @@ int resident_clusters(const void *kernel, int cluster_ctas, size_t smem);
 // Opts the cluster kernels in to their shared memory and cluster sizes on the current
 // device; returns the largest cluster size (16 or 8) the device can hold, 0 if none.
 int configure_cluster_kernels();
+// The same for the one-kernel (cluster mode) variants of the FMA GEMM.
+void configure_gemm_cluster_kernels();
 
 }  // namespace mhc::cuda

@@ -33,9 +33,9 @@
 namespace mhc::cuda {
 namespace {
 
-constexpr int kWarps = 16;
+constexpr int kMTiles = 2;                  // m-tiles of 16 tokens per warp
+constexpr int kWarps = 32 / kMTiles;        // register file: 32 x 255 registers per lane
 constexpr int kThreads = kWarps * 32;
-constexpr int kMTiles = 2;                  // m-tiles of 16 tokens
 constexpr int kTokens = 16 * kMTiles;       // tokens per block
 constexpr int kChunk = 32;                  // channels per GEMM step (4 lanes x 8)
 constexpr int kFnPad = 4;                   // floats after each fn row: conflict-free LDS.128
@@ -150,7 +150,7 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pre_kernel(const ClusterP
 
     // Warp partials -> s_red: C fragment element i of n-tile nt is row (i < 2 ? g : g + 8),
     // output nt*8 + 2c + (i % 2); the 4 lanes of a row combine their squares by butterfly.
-    // Warps w >= 8 store, warps w < 8 add theirs: s_red[w] = p_w + p_(w+8).
+    // The upper half of the warps store, the lower half add theirs: s_red[w] = p_w + p_(w+W/2).
     auto put_partials = [&](float(*dst)[NP], bool add) {
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt)
@@ -180,7 +180,12 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pre_kernel(const ClusterP
       float v[kWarps / 2];
 #pragma unroll
       for (int w = 0; w < kWarps / 2; ++w) v[w] = s_red[w][row][o];
-      s_epi.cta[row][o] = ((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]));
+      // fixed pairwise tree over the warp pairs
+#pragma unroll
+      for (int width = kWarps / 4; width >= 1; width /= 2)
+#pragma unroll
+        for (int w = 0; w < width; ++w) v[w] = v[2 * w] + v[2 * w + 1];
+      s_epi.cta[row][o] = v[0];
     }
     cluster_epilogue<NOUT, kTokens, kWarps, kNorm, kVec>(a, a.residual, t0, h_begin, h_begin + Hc, s_epi);
   }

@@ -8,6 +8,11 @@
 // Because the fused and the plain variant run the same accumulation code on the same bf16
 // values with the same configuration, hc_post_pre == hc_post + hc_pre bit for bit.
 //
+// Cluster mode (kEpi > 0, sm_90+, decode sizes): the K-splits of a token block form one
+// thread-block cluster, and instead of writing partials for a finalize kernel they run the
+// cluster epilogue (cluster_common.cuh) right away: hc_pre, or the whole hc_post_pre
+// boundary, in one kernel. The arithmetic up to the CTA partials is the same code.
+//
 // Work split: grid.x = K-splits over hidden (each split a contiguous range of 8-channel
 // vectors, all 4 streams), grid.y = token CTAs looping over blocks of TPB tokens. Inside a
 // CTA of 256 threads, G groups of VPI = 256/G threads each own NOUT/G outputs; a thread
@@ -15,6 +20,9 @@
 // per token block and reused for TPB tokens from registers.
 #include <cuda_runtime.h>
 
+#include <type_traits>
+
+#include "cuda/cluster_common.cuh"
 #include "cuda/cuda_check.hpp"
 #include "cuda/device_common.cuh"
 #include "cuda/kernels.hpp"
@@ -24,9 +32,11 @@ namespace {
 
 constexpr int kGemmThreads = 256;
 
-template <int NOUT, int G, int TPB, bool kFused, bool kVec>
+// kEpi: 0 = partials to global memory (a finalize follows); 1 = cluster epilogue; 2 = cluster
+// epilogue with the RMS-normalised output.
+template <int NOUT, int G, int TPB, bool kFused, bool kVec, int kEpi>
 __global__ void __launch_bounds__(kGemmThreads)
-    prenorm_gemm_kernel(const GemmArgs a) {
+    prenorm_gemm_kernel(const GemmArgs a, const FinalizeArgs epi) {
   constexpr int VPI = kGemmThreads / G;  // vectors per iteration of one group
   constexpr int OPT = NOUT / G;          // outputs per thread
   constexpr int kWarps = kGemmThreads / 32;
@@ -35,6 +45,9 @@ __global__ void __launch_bounds__(kGemmThreads)
 
   __shared__ float s_red[kWarps][TPB][OPT + 1];
   __shared__ float s_mix[kFused ? TPB : 1][20];  // fused: post[4] then comb[4][4] per token
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  __shared__ ClusterEpilogueSmem<NOUT, kEpi ? TPB : 1> s_epi;
+#endif
 
   const int64_t T = a.T, H = a.H, K = 4 * H;
   const int group = threadIdx.x / VPI, lane_in_group = threadIdx.x % VPI;
@@ -95,6 +108,13 @@ __global__ void __launch_bounds__(kGemmThreads)
         }
       }
 
+      // All of this vector's weights in flight at once (one L2 round trip, not 4 * OPT).
+      float w[4][OPT][8];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int q = 0; q < OPT; ++q)
+          load_f32x8<kVec>(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H, h0, H, w[j][q]);
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         float xf[TPB][8];
@@ -102,12 +122,10 @@ __global__ void __launch_bounds__(kGemmThreads)
         for (int tt = 0; tt < TPB; ++tt) unpack_bf16x8(xs[tt][j], xf[tt]);
 #pragma unroll
         for (int q = 0; q < OPT; ++q) {
-          float w[8];
-          load_f32x8<kVec>(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H, h0, H, w);
 #pragma unroll
           for (int tt = 0; tt < TPB; ++tt)
 #pragma unroll
-            for (int e = 0; e < 8; ++e) acc[tt][q] = fma_f32(xf[tt][e], w[e], acc[tt][q]);
+            for (int e = 0; e < 8; ++e) acc[tt][q] = fma_f32(xf[tt][e], w[j][q][e], acc[tt][q]);
         }
         if (group == 0) {
 #pragma unroll
@@ -138,30 +156,59 @@ __global__ void __launch_bounds__(kGemmThreads)
       const int q = o < NOUT ? o % OPT : OPT;
       float s = 0.0f;
       for (int w = g * kWarpsPerGroup; w < (g + 1) * kWarpsPerGroup; ++w) s += s_red[w][tt][q];
-      a.partials[(static_cast<int64_t>(blockIdx.x) * T + t) * (NOUT + 1) + o] = s;
+      if constexpr (kEpi == 0) {
+        a.partials[(static_cast<int64_t>(blockIdx.x) * T + t) * (NOUT + 1) + o] = s;
+      } else {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        s_epi.cta[tt][o] = s;
+#endif
+      }
+    }
+    if constexpr (kEpi != 0) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+      // the streams of the epilogue: the new residual (fused; this CTA wrote its channels
+      // above, visible after the cluster barrier) or the input streams
+      cluster_epilogue<NOUT, TPB, kWarps, kEpi == 2, kVec>(epi, epi.residual, t0, v_begin * kVecWidth,
+                                                           min(H, v_end * kVecWidth), s_epi);
+#endif
     }
     __syncthreads();  // s_red and s_mix are reused by the next token block
   }
   allow_dependent_launch();
 }
 
-template <int NOUT, int G, int TPB, bool kFused>
-void launch_variant(const GemmArgs &a, const GemmConfig &c, bool vec, const LaunchOptions &opt) {
+template <int NOUT, int G, int TPB, bool kFused, int kEpi>
+void launch_variant(const GemmArgs &a, const FinalizeArgs &epi, const GemmConfig &c, bool vec,
+                    const LaunchOptions &opt) {
   const int64_t token_blocks = (a.T + TPB - 1) / TPB;
   const dim3 grid(static_cast<unsigned>(c.splits),
                   static_cast<unsigned>(std::min<int64_t>(token_blocks, c.token_ctas)));
+  const LaunchOptions o = kEpi ? opt.with_cluster(static_cast<unsigned>(c.splits)) : opt;
   if (vec)
-    launch_kernel(prenorm_gemm_kernel<NOUT, G, TPB, kFused, true>, grid, dim3(kGemmThreads), opt, a);
+    launch_kernel(prenorm_gemm_kernel<NOUT, G, TPB, kFused, true, kEpi>, grid, dim3(kGemmThreads), o, a, epi);
   else
-    launch_kernel(prenorm_gemm_kernel<NOUT, G, TPB, kFused, false>, grid, dim3(kGemmThreads), opt, a);
+    launch_kernel(prenorm_gemm_kernel<NOUT, G, TPB, kFused, false, kEpi>, grid, dim3(kGemmThreads), o, a, epi);
+}
+
+template <int NOUT, int G, int TPB, bool kFused>
+void launch_epilogue_mode(const GemmArgs &a, const FinalizeArgs &epi, const GemmConfig &c, bool vec,
+                          const LaunchOptions &opt) {
+  if constexpr (NOUT == 24) {
+    if (c.cluster) {
+      if (epi.norm_weight) return launch_variant<NOUT, G, TPB, kFused, 2>(a, epi, c, vec, opt);
+      return launch_variant<NOUT, G, TPB, kFused, 1>(a, epi, c, vec, opt);
+    }
+  }
+  launch_variant<NOUT, G, TPB, kFused, 0>(a, epi, c, vec, opt);
 }
 
 template <int NOUT, int G, bool kFused>
-void launch_tpb(const GemmArgs &a, const GemmConfig &c, bool vec, const LaunchOptions &opt) {
+void launch_tpb(const GemmArgs &a, const FinalizeArgs &epi, const GemmConfig &c, bool vec,
+                const LaunchOptions &opt) {
   switch (c.tokens_per_cta) {
-    case 1: return launch_variant<NOUT, G, 1, kFused>(a, c, vec, opt);
-    case 2: return launch_variant<NOUT, G, 2, kFused>(a, c, vec, opt);
-    case 4: return launch_variant<NOUT, G, 4, kFused>(a, c, vec, opt);
+    case 1: return launch_epilogue_mode<NOUT, G, 1, kFused>(a, epi, c, vec, opt);
+    case 2: return launch_epilogue_mode<NOUT, G, 2, kFused>(a, epi, c, vec, opt);
+    case 4: return launch_epilogue_mode<NOUT, G, 4, kFused>(a, epi, c, vec, opt);
     default:
       fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: tokens_per_cta %d not built (1, 2 or 4)",
            c.tokens_per_cta);
@@ -170,13 +217,38 @@ void launch_tpb(const GemmArgs &a, const GemmConfig &c, bool vec, const LaunchOp
 
 }  // namespace
 
+void configure_gemm_cluster_kernels() {
+  // Clusters of up to 16 K-splits: beyond the portable size 8, an opt-in per kernel.
+  auto allow = [](auto kernel) {
+    MHC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  };
+  auto per_tpb = [&](auto tpb) {
+    constexpr int P = decltype(tpb)::value;
+    allow(prenorm_gemm_kernel<24, 8, P, false, false, 1>);
+    allow(prenorm_gemm_kernel<24, 8, P, false, true, 1>);
+    allow(prenorm_gemm_kernel<24, 8, P, true, false, 1>);
+    allow(prenorm_gemm_kernel<24, 8, P, true, true, 1>);
+    allow(prenorm_gemm_kernel<24, 8, P, false, false, 2>);
+    allow(prenorm_gemm_kernel<24, 8, P, false, true, 2>);
+    allow(prenorm_gemm_kernel<24, 8, P, true, false, 2>);
+    allow(prenorm_gemm_kernel<24, 8, P, true, true, 2>);
+  };
+  per_tpb(std::integral_constant<int, 1>{});
+  per_tpb(std::integral_constant<int, 2>{});
+  per_tpb(std::integral_constant<int, 4>{});
+}
+
 void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
-                         const LaunchOptions &opt) {
+                         const LaunchOptions &opt, const FinalizeArgs &epi) {
   const int64_t n_vec = (a.H + kVecWidth - 1) / kVecWidth;
   GemmArgs args = a;
   args.vectors_per_split = (n_vec + c.splits - 1) / c.splits;
   const bool vec = a.H % kVecWidth == 0 && is_aligned16(a.residual) && is_aligned16(a.fn) &&
-                   (!fused || (is_aligned16(a.x) && is_aligned16(a.residual_out)));
+                   (!fused || (is_aligned16(a.x) && is_aligned16(a.residual_out))) &&
+                   (!c.cluster || (is_aligned16(epi.out) &&
+                                   (epi.norm_weight == nullptr || is_aligned16(epi.norm_weight))));
+  if (c.cluster && (n_out != 24 || c.variant != GemmVariant::kFma || c.splits > 16))
+    fail(MHC_ERROR_INTERNAL, "gemm config: cluster mode is the hc_pre FMA kernel, <= 16 splits");
   if (c.variant == GemmVariant::kMma) {
     if (n_out != 24 || fused)  // fuse_post_into_gemm() never picks it for the boundary
       fail(MHC_ERROR_INTERNAL, "gemm config: the MMA variant is plain hc_pre only");
@@ -185,13 +257,13 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
   if (n_out == 4) {
     if (c.out_groups != 1 || fused)
       fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: hc_head needs 1 output group, unfused");
-    return launch_tpb<4, 1, false>(args, c, vec, opt);
+    return launch_tpb<4, 1, false>(args, epi, c, vec, opt);
   }
   // 8 groups of one warp, 3 outputs per thread: the only grouping the measured table uses
   // (fewer groups need more registers than the 255 a thread has at these tile sizes).
   if (c.out_groups != 8)
     fail(MHC_ERROR_NOT_SUPPORTED, "gemm config: out_groups %d not built (8)", c.out_groups);
-  return fused ? launch_tpb<24, 8, true>(args, c, vec, opt) : launch_tpb<24, 8, false>(args, c, vec, opt);
+  return fused ? launch_tpb<24, 8, true>(args, epi, c, vec, opt) : launch_tpb<24, 8, false>(args, epi, c, vec, opt);
 }
 
 }  // namespace mhc::cuda

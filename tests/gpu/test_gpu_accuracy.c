@@ -54,6 +54,12 @@
 static const int64_t kTsMain[] = {1, 2, 4, 7, 8, 15, 16, 17, 32, 64, 128, 512, 2048};
 static const int64_t kTsOdd[] = {1, 2, 7, 8, 16, 17, 32, 128, 512};
 static const int64_t kOddH[] = {4096 + 64, 2560, 1280, 1000, 7, 1};
+/* MHC_GPU_TESTS_QUICK=1 (scripts/gpu-sanitizers.sh: every kernel is 10-100x slower under
+ * compute-sanitizer): fewer T, still one of every launch configuration -- the one-kernel
+ * cluster FMA path (T <= 16), split-K FMA (17..128), tensor-core pair (129..512), cluster
+ * kernel for hc_head (> 512) -- and every hidden-size class. */
+static const int64_t kTsQuick[] = {1, 7, 16, 17, 130, 600};
+static const int64_t kOddHQuick[] = {4096 + 64, 1280, 7};
 
 static mhc_context *g_cpu, *g_gpu;
 static int g_failures;
@@ -452,6 +458,16 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
 
 #define NELEM(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
+static int quick(void) {
+  const char *q = getenv("MHC_GPU_TESTS_QUICK");
+  return q != NULL && q[0] == '1';
+}
+
+static void run_main(mhct_inputs fam, int64_t H) {
+  if (quick()) run_group(fam, H, kTsQuick, NELEM(kTsQuick));
+  else run_group(fam, H, kTsMain, NELEM(kTsMain));
+}
+
 static void finish(void) {
   if (g_failures) fail_msg("%d case(s) failed (see FAIL lines above)", g_failures);
 }
@@ -459,37 +475,40 @@ static void finish(void) {
 static void test_vllm_4096(void **state) {
   (void)state;
   g_failures = 0;
-  run_group(MHCT_INPUTS_VLLM, 4096, kTsMain, NELEM(kTsMain));
+  run_main(MHCT_INPUTS_VLLM, 4096);
   finish();
 }
 
 static void test_vllm_7168(void **state) {
   (void)state;
   g_failures = 0;
-  run_group(MHCT_INPUTS_VLLM, 7168, kTsMain, NELEM(kTsMain));
+  run_main(MHCT_INPUTS_VLLM, 7168);
   finish();
 }
 
 static void test_model_4096(void **state) {
   (void)state;
   g_failures = 0;
-  run_group(MHCT_INPUTS_MODEL, 4096, kTsMain, NELEM(kTsMain));
+  run_main(MHCT_INPUTS_MODEL, 4096);
   finish();
 }
 
 static void test_model_7168(void **state) {
   (void)state;
   g_failures = 0;
-  run_group(MHCT_INPUTS_MODEL, 7168, kTsMain, NELEM(kTsMain));
+  run_main(MHCT_INPUTS_MODEL, 7168);
   finish();
 }
 
 static void test_odd_hidden_sizes(void **state) {
   (void)state;
   g_failures = 0;
-  for (int i = 0; i < NELEM(kOddH); ++i) {
-    run_group(MHCT_INPUTS_VLLM, kOddH[i], kTsOdd, NELEM(kTsOdd));
-    run_group(MHCT_INPUTS_MODEL, kOddH[i], kTsOdd, NELEM(kTsOdd));
+  const int q = quick();
+  const int64_t *hs = q ? kOddHQuick : kOddH;
+  const int nh = q ? NELEM(kOddHQuick) : NELEM(kOddH);
+  for (int i = 0; i < nh; ++i) {
+    run_group(MHCT_INPUTS_VLLM, hs[i], q ? kTsQuick : kTsOdd, q ? NELEM(kTsQuick) : NELEM(kTsOdd));
+    if (!q) run_group(MHCT_INPUTS_MODEL, hs[i], kTsOdd, NELEM(kTsOdd));
   }
   finish();
 }
