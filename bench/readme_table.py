@@ -3,6 +3,10 @@
 numbers in the README are the bench's own, never typed by hand.
 
     python3 bench/readme_table.py bench/results/h200-2026-11-28.json [--tokens 1,16,32,...]
+        [--torch bench/results/h200-2026-11-28-torch.json]
+
+With --torch (a compare_torch.py JSON), a second table: libmhc's µs per call and its speed-up
+over PyTorch eager and torch.compile, per op, T and H, with the output check's verdict.
 """
 import argparse
 import json
@@ -12,6 +16,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
     ap.add_argument("--tokens", default="1,4,16,32,128,512,2048,8192")
+    ap.add_argument("--torch", help="compare_torch.py JSON: add the PyTorch ratio table")
     args = ap.parse_args()
     d = json.load(open(args.json))
     tokens = [int(t) for t in args.tokens.split(",")]
@@ -30,6 +35,31 @@ def main():
                 r = rows.get((op, t, h))
                 cells.append("—" if r is None else
                              f"{r['warm_us']:.1f} / {r['cold_us']:.1f} µs ({r['pct_copy_cold']:.0f} %)")
+            print(f"| {op} | {h} | " + " | ".join(cells) + " |")
+    if args.torch:
+        torch_table(json.load(open(args.torch)))
+
+
+def torch_table(d):
+    rows = [r for r in d["rows"] if r.get("mhc_us")]
+    info = d.get("info", {})
+    print(f"\nPyTorch comparison (`bench/compare_torch.py`, same process and inputs, CUDA-graph "
+          f"replay; device: {info.get('device', '?')}, torch {info.get('torch', '?')}): libmhc µs per "
+          "call, then × faster than PyTorch eager / `torch.compile`; check = outputs within the "
+          "script's tolerances (and fused == unfused bitwise).\n")
+    ts = sorted({r["T"] for r in rows})
+    hs = sorted({r["H"] for r in rows})
+    print("| op | H | " + " | ".join(f"T={t}" for t in ts) + " |")
+    print("|---|---|" + "---|" * len(ts))
+    by = {(r["op"], r["T"], r["H"]): r for r in rows}
+    for op in ("hc_post", "hc_pre", "hc_post_pre", "hc_head"):
+        for h in hs:
+            cells = []
+            for t in ts:
+                r = by.get((op, t, h))
+                cells.append("—" if r is None else
+                             f"{r['mhc_us']:.1f} µs, {r['speedup_eager']:.0f}× / {r['speedup_compile']:.1f}×"
+                             + ("" if r.get("check_pass", True) else " (check FAILED)"))
             print(f"| {op} | {h} | " + " | ".join(cells) + " |")
 
 
