@@ -26,16 +26,12 @@ def main():
           f"{d['copy']['gbps']:.0f} GB/s. µs per call = median of graph replays / calls per graph; "
           "% = achieved bytes/s (peers-perf.md §4.1 byte model) over the copy bandwidth, cold L2.\n")
     hs = sorted({k[2] for k in rows})
-    print("| op | H | " + " | ".join(f"T={t}" for t in tokens) + " |")
-    print("|---|---|" + "---|" * len(tokens))
-    for op in ("hc_post", "hc_pre", "hc_post_pre", "hc_head"):
-        for h in hs:
-            cells = []
-            for t in tokens:
-                r = rows.get((op, t, h))
-                cells.append("—" if r is None else
-                             f"{r['warm_us']:.1f} / {r['cold_us']:.1f} µs ({r['pct_copy_cold']:.0f} %)")
-            print(f"| {op} | {h} | " + " | ".join(cells) + " |")
+
+    def cell(op, t, h):
+        r = rows.get((op, t, h))
+        return "—" if r is None else f"{r['warm_us']:.1f} / {r['cold_us']:.1f} µs ({r['pct_copy_cold']:.0f} %)"
+
+    print_grid(tokens, hs, cell)
     if args.torch:
         torch_table(json.load(open(args.torch)))
 
@@ -47,21 +43,25 @@ def torch_table(d):
           f"replay; device: {info.get('device', '?')}, torch {info.get('torch', '?')}): libmhc µs per "
           "call, then × faster than PyTorch eager / `torch.compile`; check = outputs within the "
           "script's tolerances (and fused == unfused bitwise).\n")
-    ts = sorted({r["T"] for r in rows})
-    hs = sorted({r["H"] for r in rows})
-    print("| op | H | " + " | ".join(f"T={t}" for t in ts) + " |")
-    print("|---|---|" + "---|" * len(ts))
     by = {(r["op"], r["T"], r["H"]): r for r in rows}
-    for op in ("hc_post", "hc_pre", "hc_post_pre", "hc_head"):
-        for h in hs:
-            cells = []
-            for t in ts:
-                r = by.get((op, t, h))
-                cells.append("—" if r is None else
-                             f"{r['mhc_us']:.1f} µs, {r['speedup_eager']:.0f}× / {r['speedup_compile']:.1f}×"
-                             + ("" if r.get("check_pass", True) else " (check FAILED)"))
-            print(f"| {op} | {h} | " + " | ".join(cells) + " |")
 
+    def cell(op, t, h):
+        r = by.get((op, t, h))
+        if r is None:
+            return "—"
+        return (f"{r['mhc_us']:.1f} µs, {r['speedup_eager']:.0f}× / {r['speedup_compile']:.1f}×"
+                + ("" if r.get("check_pass", True) else " (check FAILED)"))
+
+    print_grid(sorted({r["T"] for r in rows}), sorted({r["H"] for r in rows}), cell)
+
+
+def print_grid(tokens, hidden, cell):
+    """One markdown row per (op, H), one column per T."""
+    print("| op | H | " + " | ".join(f"T={t}" for t in tokens) + " |")
+    print("|---|---|" + "---|" * len(tokens))
+    for op in ("hc_post", "hc_pre", "hc_post_pre", "hc_head"):
+        for h in hidden:
+            print(f"| {op} | {h} | " + " | ".join(cell(op, t, h) for t in tokens) + " |")
 
 if __name__ == "__main__":
     main()
