@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""Tuning mode of the bench: regenerates the launch-configuration table of
-src/cuda/gemm_config.cpp (kPreTable) from measurements.
+"""Tuning mode of the bench: regenerates the launch-configuration tables of
+src/cuda/gemm_config.cpp (kPreTable, or kHeadTable with --head) from measurements.
 
 For every candidate configuration it runs mhc_bench once with the process-wide override
-MHC_GEMM_CONFIG="variant,splits,groups,tokens_per_cta,token_ctas" (read once per
-process, tuning only; the library never tunes in its call path), collects the warm-L2 µs
-per call of hc_pre and hc_post_pre, keeps the fastest candidate per (T, H), and prints
+MHC_GEMM_CONFIG (MHC_HEAD_GEMM_CONFIG with --head) =
+"variant,splits,groups,tokens_per_cta,token_ctas,cluster" (read once per process, tuning
+only; the library never tunes in its call path). Variants: 0 = CUDA-core FMA split-K
+(cluster = 1: its splits form one thread-block cluster and finish the op, no finalize),
+1 = bf16x3 tensor-core split-K, 2 = one-pass cluster kernel (splits = CTAs per cluster).
+It collects the warm-L2 µs per call, keeps the fastest candidate per (T, H), and prints
   1. the sweep (best three per row), ready for src/cuda/TUNING.md, and
-  2. suggested kPreTable rows (channels per split, so one row serves every hidden size).
+  2. suggested table rows (channels per split, so one row serves every hidden size).
 
     python3 bench/tune.py --bench build/bench/mhc_bench [--tokens 1,16,...] [--hidden 4096,7168]
+    python3 bench/tune.py --head ...     # hc_head's table
     python3 bench/tune.py --dry-run      # only print the mhc_bench command lines
 
 hc_pre and hc_post_pre share one table (the bitwise promise needs the same configuration
-for both), so a candidate is scored by the sum of their times.
+for both), so a candidate is scored by the sum of their times. Candidates the library would
+not accept for H (clusters beyond 16 CTAs, a cluster kernel that does not fit H) are never
+timed: the library would silently fall back to its table and the row would be mislabelled.
 """
 import argparse
 import itertools
@@ -23,29 +29,47 @@ import subprocess
 import sys
 import tempfile
 
-FMA, MMA = 0, 1
+FMA, MMA, CLUSTER = 0, 1, 2
+MAX_SMEM = 232448  # sm_90 opt-in shared memory per CTA (prenorm_cluster_kernel.cu)
 
 
-def candidates(T, H):
-    """(variant, splits, groups, tokens_per_cta, token_ctas) worth timing at T, H."""
+def cluster_kernel_fits(n_out, C, H):
+    """Mirror of cluster_fits() in prenorm_cluster_kernel.cu (32 tokens per block)."""
+    if H % (C * 32):
+        return False
+    static = 4 * (8 * 32 * (n_out + 1) + 2 * 32 * (n_out + 1) + 32 * 4 + 32)
+    return 4 * n_out * (4 * (H // C) + 4) + static <= MAX_SMEM
+
+
+def candidates(T, H, head):
+    """(variant, splits, groups, tokens_per_cta, token_ctas, cluster) worth timing at T, H."""
     out = []
-    if T <= 128:  # CUDA-core kernel: channels per split x tokens per CTA
+    n_out = 4 if head else 24
+    groups = 1 if head else 8
+    if T <= 512 or head:  # CUDA-core kernel: channels per split x tokens per CTA
         for chunk, tpb in itertools.product((64, 128, 256, 512), (1, 2, 4)):
             if tpb > 1 and tpb > T:
                 continue
             splits = min(256, -(-H // chunk))
-            out.append((FMA, splits, 8, tpb, -(-T // tpb)))
-    if T >= 64:  # tensor-core kernel: channels per split
+            out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0))
+            if not head and T <= 32 and splits <= 16:  # one kernel: splits form a cluster
+                for ctas in sorted({-(-T // tpb), min(4, -(-T // tpb))}):
+                    out.append((FMA, splits, 8, tpb, ctas, 1))
+    if T >= 64 and not head:  # tensor-core kernel: channels per split
         for chunk in (64, 128, 256, 512):
-            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0))
+            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, 0))
+    if T >= 128:  # one-pass cluster kernel
+        for C in (8, 16):
+            if cluster_kernel_fits(n_out, C, H):
+                out.append((CLUSTER, C, 0, 0, 0, 0))
     return out
 
 
-def run(bench, cfg, T, H, reps):
+def run(bench, cfg, T, H, reps, head):
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as f:
         path = f.name
-    env = dict(os.environ, MHC_GEMM_CONFIG=",".join(str(v) for v in cfg))
-    cmd = [bench, "--ops", "hc_pre,hc_post_pre", "--tokens", str(T), "--hidden", str(H),
+    env = dict(os.environ, **{env_name(head): ",".join(str(v) for v in cfg)})
+    cmd = [bench, "--ops", ops(head), "--tokens", str(T), "--hidden", str(H),
            "--reps", str(reps), "--cold-mode", "none", "--json", path]
     try:
         subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -53,9 +77,17 @@ def run(bench, cfg, T, H, reps):
     finally:
         os.unlink(path)
     times = {r["op"]: r["warm_us"] for r in rows if not r.get("error")}
-    if len(times) != 2:
+    if len(times) != len(ops(head).split(",")):
         return None
     return times
+
+
+def env_name(head):
+    return "MHC_HEAD_GEMM_CONFIG" if head else "MHC_GEMM_CONFIG"
+
+
+def ops(head):
+    return "hc_head" if head else "hc_pre,hc_post_pre"
 
 
 def main():
@@ -64,6 +96,7 @@ def main():
     ap.add_argument("--tokens", default="1,4,16,32,64,128,512,2048,8192")
     ap.add_argument("--hidden", default="4096,7168")
     ap.add_argument("--reps", type=int, default=100)
+    ap.add_argument("--head", action="store_true", help="tune hc_head (kHeadTable)")
     ap.add_argument("--dry-run", action="store_true")
     args = ap.parse_args()
     tokens = [int(t) for t in args.tokens.split(",")]
@@ -72,33 +105,38 @@ def main():
     best = {}
     for H, T in itertools.product(hidden, tokens):
         results = []
-        for cfg in candidates(T, H):
+        for cfg in candidates(T, H, args.head):
             if args.dry_run:
-                print(f"MHC_GEMM_CONFIG={','.join(map(str, cfg))} {args.bench} "
-                      f"--ops hc_pre,hc_post_pre --tokens {T} --hidden {H}")
+                print(f"{env_name(args.head)}={','.join(map(str, cfg))} {args.bench} "
+                      f"--ops {ops(args.head)} --tokens {T} --hidden {H}")
                 continue
-            times = run(args.bench, cfg, T, H, args.reps)
+            times = run(args.bench, cfg, T, H, args.reps, args.head)
             if times:
-                results.append((times["hc_pre"] + times["hc_post_pre"], cfg, times))
+                results.append((sum(times.values()), cfg, times))
         results.sort(key=lambda r: r[0])
         if results:
             best[(T, H)] = results[0]
             print(f"T={T:5d} H={H}: " + "; ".join(
-                f"cfg={','.join(map(str, c))} pre {t['hc_pre']:.2f} us, "
-                f"post_pre {t['hc_post_pre']:.2f} us" for _, c, t in results[:3]), flush=True)
+                f"cfg={','.join(map(str, c))} " + ", ".join(f"{op} {us:.2f} us" for op, us in t.items())
+                for _, c, t in results[:3]), flush=True)
     if args.dry_run or not best:
         return 0
 
-    print("\nSuggested kPreTable rows {max_tokens, variant, channels/split, groups, tpb, ctas, "
-          "(from the largest hidden size measured):")
+    table = "kHeadTable" if args.head else "kPreTable"
+    print(f"\nSuggested {table} rows {{max_tokens, variant, channels/split, groups, tpb, ctas, "
+          "cluster_ctas, one_kernel} (from the largest hidden size measured):")
     H = max(hidden)
     for T in tokens:
         if (T, H) not in best:
             continue
-        _, (variant, splits, groups, tpb, ctas), _ = best[(T, H)]
+        _, (variant, splits, groups, tpb, ctas, cluster), _ = best[(T, H)]
+        if variant == CLUSTER:  # the row's fallback (split-K) is the table's business
+            print(f"    {{{T}, kFma, 512, {1 if args.head else 8}, 4, 256, {splits}, false}},")
+            continue
         chunk = -(-H // splits)
         name = "kMma" if variant == MMA else "kFma"
-        print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}}},")
+        one = "true" if cluster else "false"
+        print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}, 0, {one}}},")
     return 0
 
 
