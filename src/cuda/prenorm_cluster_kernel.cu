@@ -267,7 +267,13 @@ int resident_clusters(const void *kernel, int C, size_t smem) {
   cfg.attrs = &attr;
   cfg.numAttrs = 1;
   int clusters = 0;
-  MHC_CUDA_CHECK(cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg));
+  // The first call may come while the caller's stream is being captured into a graph: the
+  // query enqueues nothing, so let it through whatever the thread's capture mode is.
+  cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+  (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  const cudaError_t err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+  (void)cudaThreadExchangeStreamCaptureMode(&mode);
+  MHC_CUDA_CHECK(err);
   clusters = std::max(clusters, 1);
   if (n_cached < 64) cache[n_cached++] = {device, kernel, smem, clusters};
   return clusters;
