@@ -294,13 +294,25 @@ void launch_prenorm_cluster(int n_out, const ClusterPreArgs &a, const GemmConfig
 }
 
 int configure_cluster_kernels() {
+  // The budget of cluster_fits() is the sm_90 opt-in maximum; a device that offers less
+  // (a later architecture running the PTX) gets no cluster paths rather than a failure.
+  int device = 0, optin = 0;
+  MHC_CUDA_CHECK(cudaGetDevice(&device));
+  MHC_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (optin < kMaxSmemPerCta) return 0;
   // Every kernel may take up to the whole opt-in shared memory for its fn slice; clusters of
   // 16 CTAs are beyond the portable size 8 and need their own opt-in.
-  for_each_kernel([](const void *kernel, int C) {
-    MHC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        kMaxSmemPerCta - static_cast<int>(static_smem_bytes(24))));
-    if (C == 16) MHC_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+  bool ok = true;
+  for_each_kernel([&ok](const void *kernel, int C) {
+    ok = ok && cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    kMaxSmemPerCta - static_cast<int>(static_smem_bytes(24))) == cudaSuccess;
+    if (C == 16)
+      ok = ok && cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1) == cudaSuccess;
   });
+  if (!ok) {
+    (void)cudaGetLastError();  // not sticky; clear it and run the split-K paths
+    return 0;
+  }
   // Can one cluster of the largest configuration be resident at all (whole GPCs free, no
   // MIG slice too small)? Asked here, so the call path never meets an unlaunchable cluster.
   int largest = 0;
