@@ -181,65 +181,34 @@ static int run(cmp_job *j, mhct_cmp *r, const char *what) {
 
 int mhct_cmp_f32_f64(mhct_cmp *r, const char *what, const float *got, const double *exp,
                      size_t n, double rtol, double atol) {
-  static cmp_job j0;
-  cmp_job j = j0;
-  j.kind = K_F32_F64;
-  j.got = got;
-  j.exp = exp;
-  j.n = n;
-  j.rtol = rtol;
-  j.atol = atol;
+  cmp_job j = {.kind = K_F32_F64, .got = got, .exp = exp, .n = n, .rtol = rtol, .atol = atol};
   return run(&j, r, what);
 }
 
 int mhct_cmp_f32_f32(mhct_cmp *r, const char *what, const float *got, const float *exp,
                      size_t n, double rtol, double atol) {
-  static cmp_job j0;
-  cmp_job j = j0;
-  j.kind = K_F32_F32;
-  j.got = got;
-  j.exp = exp;
-  j.n = n;
-  j.rtol = rtol;
-  j.atol = atol;
+  cmp_job j = {.kind = K_F32_F32, .got = got, .exp = exp, .n = n, .rtol = rtol, .atol = atol};
   return run(&j, r, what);
 }
 
 int mhct_cmp_bf16_f64(mhct_cmp *r, const char *what, const uint16_t *got, const double *exp,
                       const double *budget, size_t n, int max_ulps) {
-  static cmp_job j0;
-  cmp_job j = j0;
-  j.kind = K_BF16_F64;
-  j.got = got;
-  j.exp = exp;
-  j.budget = budget;
-  j.n = n;
-  j.max_ulps = max_ulps;
+  cmp_job j = {.kind = K_BF16_F64, .got = got, .exp = exp,
+               .budget = budget, .n = n, .max_ulps = max_ulps};
   return run(&j, r, what);
 }
 
 int mhct_cmp_bf16_bf16(mhct_cmp *r, const char *what, const uint16_t *got, const uint16_t *exp,
                        const double *budget, size_t n, int max_ulps) {
-  static cmp_job j0;
-  cmp_job j = j0;
-  j.kind = K_BF16_BF16;
-  j.got = got;
-  j.exp = exp;
-  j.budget = budget;
-  j.n = n;
-  j.max_ulps = max_ulps;
+  cmp_job j = {.kind = K_BF16_BF16, .got = got, .exp = exp,
+               .budget = budget, .n = n, .max_ulps = max_ulps};
   return run(&j, r, what);
 }
 
 int mhct_cmp_bits(mhct_cmp *r, const char *what, const void *got, const void *exp, size_t n,
                   size_t elem_size) {
-  static cmp_job j0;
-  cmp_job j = j0;
-  j.kind = K_BITS;
-  j.got = got;
-  j.exp = exp;
-  j.n = n;
-  j.elem_size = elem_size ? elem_size : 1;
+  cmp_job j = {.kind = K_BITS, .got = got, .exp = exp,
+               .n = n, .elem_size = elem_size ? elem_size : 1};
   return run(&j, r, what);
 }
 

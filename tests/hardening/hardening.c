@@ -55,6 +55,19 @@ mhc_context *hz_context(uint32_t flags) {
   return ctx;
 }
 
+mhc_context *hz_shared_ctx;
+
+int hz_setup_shared_context(void **state) {
+  (void)state;
+  hz_shared_ctx = hz_context(0);
+  return 0;
+}
+
+int hz_teardown_shared_context(void **state) {
+  (void)state;
+  return mhc_context_destroy(hz_shared_ctx) == MHC_SUCCESS ? 0 : -1;
+}
+
 int hz_problem_pair(mhct_problem *host, mhct_problem *dev, const mhc_context *ctx, int64_t T,
                     int64_t H, mhct_inputs family, uint64_t seed) {
   if (mhct_problem_alloc(host, kDLCPU, T, H, 0) != 0) return -1;

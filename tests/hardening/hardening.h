@@ -36,6 +36,12 @@ int hz_init(int argc, char **argv);
 /* A context of the backend under test with these context flags (asserts success). */
 mhc_context *hz_context(uint32_t flags);
 
+/* cmocka group setup / teardown for the tests of a program that share one context of the
+ * backend under test (flags 0): hz_shared_ctx. */
+extern mhc_context *hz_shared_ctx;
+int hz_setup_shared_context(void **state);
+int hz_teardown_shared_context(void **state);
+
 /* A host problem filled from (family, seed) plus, for the backend under test, a second problem
  * with the same inputs in its memory (a separate host copy for the CPU backend) and a
  * workspace for `ctx`. Returns 0 on success. */

@@ -27,7 +27,6 @@
 #include "hardening.h"
 #include "test_util.h"
 
-static mhc_context *g_ctx;
 
 /* Which tensors of the problem an op reads or writes, with their argument names. */
 typedef struct slot {
@@ -88,7 +87,7 @@ static void reallocate_with_offset(mhct_tensor *t, uint64_t offset) {
 static void test_odd_byte_offset_is_invalid_argument(void **state) {
   (void)state;
   mhct_problem h, d;
-  assert_int_equal(hz_problem_pair(&h, &d, g_ctx, 3, 64, MHCT_INPUTS_MODEL, 11), 0);
+  assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, 3, 64, MHCT_INPUTS_MODEL, 11), 0);
   int checked = 0;
   for (int k = 0; k < 4; ++k) {
     int32_t op;
@@ -101,7 +100,7 @@ static void test_odd_byte_offset_is_invalid_argument(void **state) {
       const uint64_t bad[3] = {1, 3, slots[i].bf16 ? 5 : 2};
       for (int b = 0; b < 3; ++b) {
         t->dl.byte_offset = saved + bad[b];
-        const mhc_status_t st = hz_run(g_ctx, &d, op, 1, NULL);
+        const mhc_status_t st = hz_run(hz_shared_ctx, &d, op, 1, NULL);
         const char *msg = mhc_last_error_message();
         if (st != MHC_ERROR_INVALID_ARGUMENT || strstr(msg, arg_name(slots[i].name, op)) == NULL ||
             strstr(msg, "aligned") == NULL) {
@@ -113,7 +112,7 @@ static void test_odd_byte_offset_is_invalid_argument(void **state) {
       }
       t->dl.byte_offset = saved;
     }
-    assert_int_equal(hz_run(g_ctx, &d, op, 1, NULL), MHC_SUCCESS);
+    assert_int_equal(hz_run(hz_shared_ctx, &d, op, 1, NULL), MHC_SUCCESS);
   }
   printf("checked %d misaligned tensors\n", checked);
   mhct_problem_free(&h);
@@ -128,10 +127,10 @@ static void test_element_aligned_offset_same_bits(void **state) {
   for (int shape = 0; shape < 2; ++shape) {
     const int64_t T = shape ? 5 : 16, H = shape ? 24 : 64;
     mhct_problem h, aligned, shifted;
-    assert_int_equal(hz_problem_pair(&h, &aligned, g_ctx, T, H, MHCT_INPUTS_MODEL, 21), 0);
+    assert_int_equal(hz_problem_pair(&h, &aligned, hz_shared_ctx, T, H, MHCT_INPUTS_MODEL, 21), 0);
     assert_int_equal(mhct_problem_alloc(&shifted, hz_device_type, T, H, 0), 0);
     assert_int_equal(mhct_problem_copy_inputs(&shifted, &h), 0);
-    assert_int_equal(mhct_problem_alloc_workspace(&shifted, g_ctx), 0);
+    assert_int_equal(mhct_problem_alloc_workspace(&shifted, hz_shared_ctx), 0);
     mhct_tensor *all[16] = {&shifted.x, &shifted.residual, &shifted.post_mix, &shifted.comb_mix,
                             &shifted.fn, &shifted.scale, &shifted.base, &shifted.norm_weight,
                             &shifted.fn_head, &shifted.scale_head, &shifted.base_head,
@@ -145,8 +144,8 @@ static void test_element_aligned_offset_same_bits(void **state) {
       ops_and_slots(k, &op, &slots, &n);
       for (int norm = 0; norm < 2; ++norm) {
         if (norm && (op == MHC_OP_HC_POST || op == MHC_OP_HC_HEAD)) continue;
-        assert_int_equal(hz_run(g_ctx, &aligned, op, norm, NULL), MHC_SUCCESS);
-        const mhc_status_t st = hz_run(g_ctx, &shifted, op, norm, NULL);
+        assert_int_equal(hz_run(hz_shared_ctx, &aligned, op, norm, NULL), MHC_SUCCESS);
+        const mhc_status_t st = hz_run(hz_shared_ctx, &shifted, op, norm, NULL);
         if (st != MHC_SUCCESS) {
           fprintf(stderr, "%s with 2-byte aligned tensors: %s: %s\n", mhct_op_name(op),
                   mhc_status_string(st), mhc_last_error_message());
@@ -221,9 +220,9 @@ static void run_all_ops(mhc_context *ctx, mhct_problem *d, hz_outputs out[6]) {
 static void test_check_pointers_accepted(void **state) {
   (void)state;
   mhct_problem h, d;
-  assert_int_equal(hz_problem_pair(&h, &d, g_ctx, 4, 40, MHCT_INPUTS_MODEL, 8), 0);
+  assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, 4, 40, MHCT_INPUTS_MODEL, 8), 0);
   hz_outputs plain[6], flagged[6], env[6];
-  run_all_ops(g_ctx, &d, plain);
+  run_all_ops(hz_shared_ctx, &d, plain);
 
   mhc_context *cf = hz_context(MHC_CONTEXT_FLAG_CHECK_POINTERS);
   run_all_ops(cf, &d, flagged);
@@ -253,26 +252,15 @@ static void test_cpu_ignores_stream(void **state) {
   (void)state;
   if (hz_device_type != kDLCPU) skip();
   mhct_problem h, d;
-  assert_int_equal(hz_problem_pair(&h, &d, g_ctx, 2, 16, MHCT_INPUTS_MODEL, 4), 0);
+  assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, 2, 16, MHCT_INPUTS_MODEL, 4), 0);
   struct CUstream_st *garbage[3] = {(struct CUstream_st *)(uintptr_t)0x1,
                                     (struct CUstream_st *)(uintptr_t)0xdeadbeef0,
                                     (struct CUstream_st *)(uintptr_t)UINTPTR_MAX};
   for (int k = 0; k < 3; ++k)
     for (int32_t op = 1; op <= 4; ++op)
-      assert_int_equal(hz_run(g_ctx, &d, op, 1, garbage[k]), MHC_SUCCESS);
+      assert_int_equal(hz_run(hz_shared_ctx, &d, op, 1, garbage[k]), MHC_SUCCESS);
   mhct_problem_free(&h);
   mhct_problem_free(&d);
-}
-
-static int setup(void **state) {
-  (void)state;
-  g_ctx = hz_context(0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return mhc_context_destroy(g_ctx) == MHC_SUCCESS ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -287,5 +275,6 @@ int main(int argc, char **argv) {
   };
   return cmocka_run_group_tests_name(hz_device_type == kDLCUDA ? "errors (CUDA backend)"
                                                                : "errors (CPU backend)",
-                                     tests, setup, teardown);
+                                     tests, hz_setup_shared_context,
+                                     hz_teardown_shared_context);
 }

@@ -30,7 +30,6 @@
 #include "reference64.h"
 #include "test_util.h"
 
-static mhc_context *g_ctx;
 /* How many output elements were checked, and how many of them had to be NaN / +-Inf. */
 static size_t g_checked, g_nonfinite;
 
@@ -157,7 +156,7 @@ static void run_and_check(mhct_problem *h, mhct_problem *d, int32_t op, int with
   mhct_tensor *outs[5] = {&d->residual_out, &d->post_mix_out, &d->comb_mix_out,
                           &d->layer_input_out, &d->out};
   for (int i = 0; i < 5; ++i) assert_int_equal(mhct_tensor_fill_bytes(outs[i], 0x5A), 0);
-  const mhc_status_t st = hz_run(g_ctx, d, op, with_norm, NULL);
+  const mhc_status_t st = hz_run(hz_shared_ctx, d, op, with_norm, NULL);
   if (st != MHC_SUCCESS)
     failf("%s: %s failed: %s: %s", what, mhct_op_name(op), mhc_status_string(st),
           mhc_last_error_message());
@@ -214,7 +213,7 @@ static void special_case(const char *input, inject_fn inject, int variants, cons
   g_checked = g_nonfinite = 0;
   for (int s = 0; s < 2; ++s) {
     mhct_problem h, d;
-    assert_int_equal(hz_problem_pair(&h, &d, g_ctx, kShapes[s][0], kShapes[s][1],
+    assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, kShapes[s][0], kShapes[s][1],
                                      MHCT_INPUTS_MODEL, 1234 + (uint64_t)s),
                      0);
     mhct_problem clean;
@@ -346,7 +345,7 @@ static void test_special_norm_weight(void **state) {
 
 static void zero_residual_case(float rms_eps, int expect_finite) {
   mhct_problem h, d;
-  assert_int_equal(hz_problem_pair(&h, &d, g_ctx, 4, 64, MHCT_INPUTS_MODEL, 99), 0);
+  assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, 4, 64, MHCT_INPUTS_MODEL, 99), 0);
   assert_int_equal(mhct_tensor_fill_bytes(&h.residual, 0), 0);
   h.params.rms_eps = rms_eps;
   const int32_t ops[3] = {OP_PRE, OP_HEAD, OP_POST_PRE};
@@ -426,7 +425,7 @@ static void test_bf16_extremes_hc_post(void **state) {
   (void)state;
   const int64_t T = (int64_t)N_EXTREMES, H = 8;
   mhct_problem h, d;
-  assert_int_equal(hz_problem_pair(&h, &d, g_ctx, T, H, MHCT_INPUTS_VLLM, 5), 0);
+  assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, T, H, MHCT_INPUTS_VLLM, 5), 0);
   for (int64_t t = 0; t < T; ++t) {
     const extreme_case *c = &kExtremes[t];
     for (int64_t k = 0; k < H; ++k) bf16p(&h.x)[t * H + k] = c->x;
@@ -466,12 +465,12 @@ static void test_determinism_100_runs(void **state) {
   const int64_t T = hz_device_type == kDLCUDA ? 48 : 16;
   const int64_t H = hz_device_type == kDLCUDA ? 4096 : 256;
   mhct_problem h, d;
-  assert_int_equal(hz_problem_pair(&h, &d, g_ctx, T, H, MHCT_INPUTS_MODEL, 7), 0);
+  assert_int_equal(hz_problem_pair(&h, &d, hz_shared_ctx, T, H, MHCT_INPUTS_MODEL, 7), 0);
   const int32_t ops[4] = {OP_POST, OP_PRE, OP_POST_PRE, OP_HEAD};
   for (int k = 0; k < 4; ++k)
     for (int norm = 0; norm < 2; ++norm) {
       if (norm && (ops[k] == OP_POST || ops[k] == OP_HEAD)) continue;
-      assert_int_equal(hz_run(g_ctx, &d, ops[k], norm, NULL), MHC_SUCCESS);
+      assert_int_equal(hz_run(hz_shared_ctx, &d, ops[k], norm, NULL), MHC_SUCCESS);
       hz_outputs first;
       assert_int_equal(hz_outputs_save(&first, &d), 0);
       char what[64];
@@ -486,29 +485,18 @@ static void test_determinism_100_runs(void **state) {
         if (ops[k] == OP_PRE || ops[k] == OP_POST_PRE)
           for (int i = 1; i < 4; ++i) assert_int_equal(mhct_tensor_fill_bytes(outs[i], run & 0xff), 0);
         if (ops[k] == OP_HEAD) assert_int_equal(mhct_tensor_fill_bytes(outs[4], run & 0xff), 0);
-        assert_int_equal(hz_run(g_ctx, &d, ops[k], norm, NULL), MHC_SUCCESS);
+        assert_int_equal(hz_run(hz_shared_ctx, &d, ops[k], norm, NULL), MHC_SUCCESS);
         if (!hz_outputs_equal(&first, &d, what)) failf("%s: run %d differs from run 0", what, run);
       }
       if (hz_device_type == kDLCPU) { /* token slices on threads: same bits */
         mhct_call c = mhct_problem_call(&d, ops[k], norm);
-        assert_int_equal(mhct_call_run_parallel(g_ctx, &c, 4), MHC_SUCCESS);
+        assert_int_equal(mhct_call_run_parallel(hz_shared_ctx, &c, 4), MHC_SUCCESS);
         if (!hz_outputs_equal(&first, &d, what)) failf("%s: threaded token slices differ", what);
       }
       hz_outputs_free(&first);
     }
   mhct_problem_free(&h);
   mhct_problem_free(&d);
-}
-
-static int setup(void **state) {
-  (void)state;
-  g_ctx = hz_context(0);
-  return 0;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return mhc_context_destroy(g_ctx) == MHC_SUCCESS ? 0 : -1;
 }
 
 int main(int argc, char **argv) {
@@ -532,5 +520,6 @@ int main(int argc, char **argv) {
   };
   return cmocka_run_group_tests_name(hz_device_type == kDLCUDA ? "numerics (CUDA backend)"
                                                                : "numerics (CPU backend)",
-                                     tests, setup, teardown);
+                                     tests, hz_setup_shared_context,
+                                     hz_teardown_shared_context);
 }
