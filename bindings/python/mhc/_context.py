@@ -317,6 +317,14 @@ class Context:
                 else describe(norm_weight, "norm_weight", keep, False, stream_fn))
 
     @staticmethod
+    def _post_inputs(x, residual, post_mix, comb_mix, keep, stream_fn):
+        """DLTensors of residual, x, post_mix, comb_mix (described in that order)."""
+        return (describe(residual, "residual", keep, False, stream_fn),
+                describe(x, "x", keep, False, stream_fn),
+                describe(post_mix, "post_mix", keep, False, stream_fn),
+                describe(comb_mix, "comb_mix", keep, False, stream_fn))
+
+    @staticmethod
     def _outs(out, n, what):
         if n == 1:
             return (out,)
@@ -363,10 +371,7 @@ class Context:
         s = self._stream(stream)
         dls = s if self._backend == BACKEND_CUDA else None
         keep = []
-        r = describe(residual, "residual", keep, False, dls)
-        dx = describe(x, "x", keep, False, dls)
-        dp = describe(post_mix, "post_mix", keep, False, dls)
-        dc = describe(comb_mix, "comb_mix", keep, False, dls)
+        r, dx, dp, dc = self._post_inputs(x, residual, post_mix, comb_mix, keep, dls)
         dims = residual_dims(r)
         if out is None:
             out = None if dims is None else Allocator(residual, r).empty(
@@ -385,10 +390,7 @@ class Context:
         s = self._stream(stream)
         dls = s if self._backend == BACKEND_CUDA else None
         keep = []
-        r = describe(residual, "residual", keep, False, dls)
-        dx = describe(x, "x", keep, False, dls)
-        dp = describe(post_mix, "post_mix", keep, False, dls)
-        dc = describe(comb_mix, "comb_mix", keep, False, dls)
+        r, dx, dp, dc = self._post_inputs(x, residual, post_mix, comb_mix, keep, dls)
         w = self._weights(fn, scale, base, norm_weight, keep, dls)
         dims = residual_dims(r)
         if out is None:
