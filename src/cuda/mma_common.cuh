@@ -66,6 +66,47 @@ __device__ __forceinline__ void split_bf16x3_x8(const float w[8], uint4 parts[3]
   for (int p = 0; p < 3; ++p) parts[p] = make_uint4(packed[p][0], packed[p][1], packed[p][2], packed[p][3]);
 }
 
+// Zero accumulators of MT m-tiles x NT n-tiles and the per-row sums of squares.
+template <int MT, int NT>
+__device__ __forceinline__ void zero_accumulators(float (&acc)[MT][NT][4], float (&sq)[MT][2]) {
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt) {
+    sq[mt][0] = sq[mt][1] = 0.0f;
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
+  }
+}
+
+// Hands every value a lane holds after its k-loop to f(row, o, v): row = mt*16 + r*8 + g is
+// the token row within the warp's MT m-tiles; o < NOUT is output o (C fragment element
+// 2r + e of n-tile nt is row r*8 + g, output nt*8 + 2c + e), o == NOUT the row's sum of
+// squares (the 4 lanes of a row combined by butterfly; passed by lane c == 0 only).
+// Every lane must call it (shuffles).
+template <int NOUT, int MT, int NT, class F>
+__device__ __forceinline__ void for_each_partial(const float (&acc)[MT][NT][4],
+                                                 const float (&sq)[MT][2], F &&f) {
+  const int lane = threadIdx.x % 32, g = lane / 4, c = lane % 4;
+#pragma unroll
+  for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float q = sq[mt][r];
+      q += __shfl_xor_sync(0xffffffffu, q, 1);
+      q += __shfl_xor_sync(0xffffffffu, q, 2);
+      const int row = mt * 16 + r * 8 + g;
+#pragma unroll
+      for (int nt = 0; nt < NT; ++nt)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int o = nt * 8 + 2 * c + e;
+          if (o < NOUT) f(row, o, acc[mt][nt][2 * r + e]);
+        }
+      if (c == 0) f(row, NOUT, q);
+    }
+}
+
 // acc += rows (r0: row g, r1: row g + 8) x the three weight parts of one output column,
 // over the lane's 8 channels: 6 MMAs, the small parts first.
 __device__ __forceinline__ void mma_bf16x3_step(float acc[4], const uint4 &r0, const uint4 &r1,

@@ -96,14 +96,7 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pre_kernel(const ClusterP
     // ---- 1. GEMM over this CTA's channels, all tokens of the block ----
     float acc[MT][NT][4];
     float sq[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; ++mt) {
-      sq[mt][0] = sq[mt][1] = 0.0f;
-#pragma unroll
-      for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-        for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
-    }
+    zero_accumulators(acc, sq);
     // Step s = (stream j, 32 channels); the next step's streams are loaded before this
     // step's MMAs, so the HBM stream keeps going while the tensor cores work.
     auto load_step = [&](int s, uint4(&xs)[MT][2]) {
@@ -148,27 +141,12 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pre_kernel(const ClusterP
       }
     }
 
-    // Warp partials -> s_red: C fragment element i of n-tile nt is row (i < 2 ? g : g + 8),
-    // output nt*8 + 2c + (i % 2); the 4 lanes of a row combine their squares by butterfly.
-    // The upper half of the warps store, the lower half add theirs: s_red[w] = p_w + p_(w+W/2).
+    // Warp partials -> s_red (mma_common.cuh has the fragment layout). The upper half of
+    // the warps store, the lower half add theirs: s_red[w] = p_w + p_(w+W/2).
     auto put_partials = [&](float(*dst)[NP], bool add) {
-#pragma unroll
-      for (int mt = 0; mt < MT; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          float q = sq[mt][r];
-          q += __shfl_xor_sync(0xffffffffu, q, 1);
-          q += __shfl_xor_sync(0xffffffffu, q, 2);
-          const int row = mt * 16 + r * 8 + g;
-#pragma unroll
-          for (int nt = 0; nt < NT; ++nt)
-#pragma unroll
-            for (int e = 0; e < 2; ++e) {
-              const int o = nt * 8 + 2 * c + e;
-              if (o < NOUT) dst[row][o] = add ? acc[mt][nt][2 * r + e] + dst[row][o] : acc[mt][nt][2 * r + e];
-            }
-          if (c == 0) dst[row][NOUT] = add ? q + dst[row][NOUT] : q;
-        }
+      for_each_partial<NOUT>(acc, sq, [&](int row, int o, float v) {
+        dst[row][o] = add ? v + dst[row][o] : v;
+      });
     };
     if (warp >= kWarps / 2) put_partials(s_red[warp - kWarps / 2], false);
     __syncthreads();

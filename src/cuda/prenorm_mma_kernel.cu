@@ -69,14 +69,7 @@ __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmA
 
   float acc[kMTiles][kNTiles][4];
   float sum_sq[kMTiles][2];
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt) {
-    sum_sq[mt][0] = sum_sq[mt][1] = 0.0f;
-#pragma unroll
-    for (int nt = 0; nt < kNTiles; ++nt)
-#pragma unroll
-      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
-  }
+  zero_accumulators(acc, sum_sq);
 
   for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
     const int64_t h = chunk * kChunk + 8 * c;
@@ -115,25 +108,13 @@ __global__ void __launch_bounds__(kMmaThreads, 3) prenorm_mma_kernel(const GemmA
     }
   }
 
-  // Partials: C fragment element i of n-tile nt is row (i < 2 ? g : g + 8), output
-  // nt*8 + 2c + (i % 2). Squares: the 4 lanes of a row combine by butterfly.
+  // Partials (mma_common.cuh has the fragment layout); rows past T are dropped.
   float *part = a.partials + static_cast<int64_t>(split) * T * 25;
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float s = sum_sq[mt][r];
-      s += __shfl_xor_sync(0xffffffffu, s, 1);
-      s += __shfl_xor_sync(0xffffffffu, s, 2);
-      const int64_t t = row_t[mt][r];
-      if (t >= T) continue;
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) {
-        part[t * 25 + nt * 8 + 2 * c] = acc[mt][nt][2 * r];
-        part[t * 25 + nt * 8 + 2 * c + 1] = acc[mt][nt][2 * r + 1];
-      }
-      if (c == 0) part[t * 25 + 24] = s;
-    }
+  const int64_t warp_t0 = cta_t0 + warp * kTokensPerWarp;
+  for_each_partial<24>(acc, sum_sq, [&](int row, int o, float v) {
+    const int64_t t = warp_t0 + row;
+    if (t < T) part[t * 25 + o] = v;
+  });
   allow_dependent_launch();
 }
 
