@@ -4,7 +4,10 @@
 //
 // Grid: (token, channel block). Every CTA of a token recomputes the 4 pre gates (cheap);
 // only channel block 0 writes post_mix and runs the Sinkhorn in warp 0, one lane per comb
-// element, gathering rows and columns with shuffles in the spec's summation order. With a
+// element, gathering rows and columns with shuffles in the spec's summation order -- after
+// its share of the weighted sum, so the other warps' loads and stores are not held up by
+// the Sinkhorn's dependent chain. Without a norm, each thread's streams are loaded as soon
+// as the partials are, so they are in flight while the partials are reduced. With a
 // norm_weight the whole row is needed for its RMS, so a token is one CTA (two passes over the
 // streams, the second re-reading them from L2 rather than keeping H floats around).
 #include "common/mhc_math.hpp"
@@ -16,7 +19,8 @@ namespace mhc::cuda {
 namespace {
 
 constexpr int kFinalizeThreads = 128;
-constexpr int kChannelsPerBlock = kFinalizeThreads * kVecWidth * 2;  // 2 vectors per thread
+constexpr int kVecPerThread = 2;
+constexpr int kChannelsPerBlock = kFinalizeThreads * kVecWidth * kVecPerThread;
 
 // Deterministic block sum (fixed tree); every thread gets the result.
 __device__ float block_sum(float v, float *s_tmp) {
@@ -34,7 +38,9 @@ template <int NOUT, bool kVec, bool kNorm>
 __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const FinalizeArgs a) {
   __shared__ float s_pre[4];
   __shared__ float s_tmp[kFinalizeThreads / 32];
-  __shared__ float s_part[kMaxSplits][NOUT + 1];
+  // [splits][NOUT + 1], sized at launch: a fixed kMaxSplits array would cap the kernel at
+  // 8 CTAs per SM where prefill wants every token's loads in flight.
+  extern __shared__ float s_part[];
   __shared__ float s_quarter[4][NOUT + 1];
   const int64_t t = blockIdx.x, H = a.H;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -42,6 +48,14 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
 
   wait_for_prior_grid();  // the partials come from the GEMM kernel just before us
 
+  const uint16_t *r_tok = a.residual + t * 4 * H;
+  uint16_t *out_row = a.out + t * H;
+  const int64_t n_vec = (H + kVecWidth - 1) / kVecWidth;
+  int64_t v_begin = 0, v_end = n_vec;
+  if constexpr (!kNorm) {
+    v_begin = static_cast<int64_t>(blockIdx.y) * (kChannelsPerBlock / kVecWidth);
+    v_end = min(n_vec, v_begin + kChannelsPerBlock / kVecWidth);
+  }
   // Stage this token's split partials in shared memory with every thread (all loads in
   // flight at once), then sum them in a fixed order: 4 interleaved sequential partial sums
   // per output, combined as (p0 + p1) + (p2 + p3).
@@ -59,44 +73,50 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
 #pragma unroll
     for (int k = 0; k < kUnroll; ++k) {
       const int i = base + k * kFinalizeThreads;
-      if (i < n_part) s_part[i / (NOUT + 1)][i % (NOUT + 1)] = v[k];
+      if (i < n_part) s_part[i] = v[k];
     }
   }
+  // Without a norm, the streams are loaded now: after the partials (the gates' critical
+  // path), before the reduction and gates, which their latency then overlaps. This thread's
+  // vectors are v_begin + threadIdx.x + k * kFinalizeThreads.
+  uint4 streams[kNorm ? 1 : kVecPerThread][4];
+  if constexpr (!kNorm) {
+#pragma unroll
+    for (int k = 0; k < kVecPerThread; ++k) {
+      const int64_t v = v_begin + threadIdx.x + k * kFinalizeThreads;
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        streams[k][j] = v < v_end ? load_bf16x8<kVec>(r_tok + j * H, v * kVecWidth, H) : make_uint4(0, 0, 0, 0);
+    }
+  }
+
   __syncthreads();
   if (threadIdx.x < 4 * (NOUT + 1)) {
     const int o = threadIdx.x % (NOUT + 1), q = threadIdx.x / (NOUT + 1);
     float p = 0.0f;
-    for (int s = q; s < a.splits; s += 4) p += s_part[s][o];
+    for (int s = q; s < a.splits; s += 4) p += s_part[s * (NOUT + 1) + o];
     s_quarter[q][o] = p;
   }
   __syncthreads();
+  float mix = 0.0f;  // warp 0: lane o's mix
   if (warp == 0) {
     // lane o < NOUT: dot product o; lane NOUT: sum of squares.
     const int o = lane <= NOUT ? lane : 0;
     const float sum = (s_quarter[0][o] + s_quarter[1][o]) + (s_quarter[2][o] + s_quarter[3][o]);
-    const float mix = lane_mix<NOUT>(a, sum);
+    mix = lane_mix<NOUT>(a, sum);
     if (lane < 4) s_pre[lane] = pre_gate(a, mix, lane);
-    if constexpr (NOUT == 24) {
-      if (first_block) write_post_and_comb(a, t, mix);
-    }
   }
   __syncthreads();
   const float pre[4] = {s_pre[0], s_pre[1], s_pre[2], s_pre[3]};
-
-  const uint16_t *r_tok = a.residual + t * 4 * H;
-  uint16_t *out_row = a.out + t * H;
-  const int64_t n_vec = (H + kVecWidth - 1) / kVecWidth;
-  int64_t v_begin = 0, v_end = n_vec;
-  if constexpr (!kNorm) {
-    v_begin = static_cast<int64_t>(blockIdx.y) * (kChannelsPerBlock / kVecWidth);
-    v_end = min(n_vec, v_begin + kChannelsPerBlock / kVecWidth);
-  }
   auto stream_sum = [&](int64_t h0, float ol[8]) { weighted_sum_x8<kVec>(r_tok, h0, H, pre, ol); };
 
   if constexpr (!kNorm) {
-    for (int64_t v = v_begin + threadIdx.x; v < v_end; v += kFinalizeThreads) {
+#pragma unroll
+    for (int k = 0; k < kVecPerThread; ++k) {
+      const int64_t v = v_begin + threadIdx.x + k * kFinalizeThreads;
+      if (v >= v_end) break;
       float ol[8];
-      stream_sum(v * kVecWidth, ol);
+      weighted_sum_bf16x8(streams[k], pre, ol);
       store_bf16x8<kVec>(out_row, v * kVecWidth, H, pack_bf16x8(ol));
     }
   } else {
@@ -117,16 +137,19 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
       store_bf16x8<kVec>(out_row, h0, H, normed_x8(ol, rs, load_bf16x8<kVec>(a.norm_weight, h0, H)));
     }
   }
+  if constexpr (NOUT == 24) {
+    if (warp == 0 && first_block) write_post_and_comb(a, t, mix);
+  }
 }
 
 template <int NOUT, bool kNorm>
 void launch_norm_variant(const FinalizeArgs &a, bool vec, const LaunchOptions &opt) {
   const int64_t blocks_per_token = kNorm ? 1 : (a.H + kChannelsPerBlock - 1) / kChannelsPerBlock;
-  const dim3 grid(static_cast<unsigned>(a.T), static_cast<unsigned>(blocks_per_token));
-  if (vec)
-    launch_kernel(finalize_kernel<NOUT, true, kNorm>, grid, dim3(kFinalizeThreads), opt, a);
-  else
-    launch_kernel(finalize_kernel<NOUT, false, kNorm>, grid, dim3(kFinalizeThreads), opt, a);
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(a.T), static_cast<unsigned>(blocks_per_token));
+  cfg.blockDim = dim3(kFinalizeThreads);
+  cfg.dynamicSmemBytes = sizeof(float) * static_cast<size_t>(a.splits) * (NOUT + 1);  // <= 25.6 KB
+  launch_kernel_cfg(vec ? finalize_kernel<NOUT, true, kNorm> : finalize_kernel<NOUT, false, kNorm>, cfg, opt, a);
 }
 
 }  // namespace

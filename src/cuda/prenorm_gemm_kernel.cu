@@ -35,7 +35,7 @@ constexpr int kGemmThreads = 256;
 // kEpi: 0 = partials to global memory (a finalize follows); 1 = cluster epilogue; 2 = cluster
 // epilogue with the RMS-normalised output.
 template <int NOUT, int G, int TPB, bool kFused, bool kVec, int kEpi>
-__global__ void __launch_bounds__(kGemmThreads)
+__global__ void __launch_bounds__(kGemmThreads, 1)
     prenorm_gemm_kernel(const GemmArgs a, const FinalizeArgs epi) {
   constexpr int VPI = kGemmThreads / G;  // vectors per iteration of one group
   constexpr int OPT = NOUT / G;          // outputs per thread
