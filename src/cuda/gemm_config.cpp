@@ -21,6 +21,7 @@ struct Row {
   int cluster_ctas;  // > 0: the one-pass cluster kernel with clusters of this many CTAs,
                      // where the device and H allow it; else the configuration above
   bool one_kernel;   // FMA: cluster mode (the splits finish the op), where the device allows
+  int max_splits = 0;  // > 0: double `chunk` until ceil(H / chunk) <= max_splits
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
@@ -29,7 +30,7 @@ constexpr Row kPreTable[] = {
     {8, kFma, 256, 8, 2, 4, 0, true},
     {16, kFma, 256, 8, 4, 4, 0, true},
     {128, kFma, 256, 8, 4, 32, 0, false},
-    {512, kMma, 64, 0, 0, 0, 0, false},
+    {512, kMma, 64, 0, 0, 0, 0, false, 64},  // H = 7168: 56 splits of 128 channels
     {INT64_MAX, kMma, 256, 0, 0, 0, 0, false},
 };
 constexpr Row kHeadTable[] = {
@@ -85,7 +86,9 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   const Row &r = n_out == 4 ? lookup(kHeadTable, key) : lookup(kPreTable, key);
   GemmConfig c;
   c.variant = r.variant;
-  c.splits = static_cast<int>(std::clamp<int64_t>((H + r.chunk - 1) / r.chunk, 1, kMaxSplits));
+  int64_t chunk = r.chunk;
+  while (r.max_splits > 0 && (H + chunk - 1) / chunk > r.max_splits) chunk *= 2;
+  c.splits = static_cast<int>(std::clamp<int64_t>((H + chunk - 1) / chunk, 1, kMaxSplits));
   c.out_groups = r.out_groups;
   c.tokens_per_cta = r.tokens_per_cta;
   c.token_ctas = r.token_ctas;
