@@ -8,16 +8,18 @@
 // (mma.sync m16n8k16, 9 MMAs per 16x16 tile of tokens x channels for the 24 outputs).
 //
 // Layout: a CTA of 4 warps owns 128 tokens and one K-split; each warp owns 32 tokens
-// (2 m-tiles). Aligned inputs (H % 32 == 0, 16-byte pointers) go through a 3-stage cp.async
-// pipeline in shared memory: per step (32 channels of one stream) the CTA copies its 128
-// token rows and the 72 weight-part rows two steps ahead of the MMAs, so every SM keeps
-// ~100 KB of loads in flight without spending registers on them. Other inputs load each
-// lane's fragments straight into registers, one step ahead. Both paths run the same MMAs in
-// the same order, so they give the same bits. Per k-step of 32 channels a lane (g = lane/4, c = lane%4) reads 8 consecutive
-// channels 8c..8c+7 of its rows g and g+8 with one 16-byte load each (L1 wavefronts, not
-// FLOPs, bound this kernel: wide loads halve them). Those 8 channels feed two MMAs: the
-// k-slots (2c, 2c+1, 2c+8, 2c+9) of the first map to channels 8c..8c+3, of the second to
-// 8c+4..8c+7, for both A (streams) and B (weight parts). At these sizes hc_post_pre runs as
+// (2 m-tiles). Per k-step of 32 channels of one stream, a lane (g = lane/4, c = lane%4)
+// takes the 8 consecutive channels 8c..8c+7 of its rows g and g+8 as one 16-byte value
+// each. Those 8 channels feed two MMAs: the k-slots (2c, 2c+1, 2c+8, 2c+9) of the first map
+// to channels 8c..8c+3, of the second to 8c+4..8c+7, for both A (streams) and B (weight
+// parts).
+//
+// Where a split has >= 16 steps and the inputs are aligned (H % 32 == 0, 16-byte pointers),
+// the operands go through a 3-stage cp.async pipeline in shared memory: per step the CTA
+// copies its 128 token rows and the 72 weight-part rows two steps ahead of the MMAs, so an SM
+// keeps ~100 KB of loads in flight without spending registers on them. Otherwise each lane
+// loads its fragments straight into registers, one step ahead. Both paths run the same MMAs
+// in the same order, so they give the same bits. At these sizes hc_post_pre runs as
 // the post kernel followed by this plain hc_pre (measured faster than fusing the post into
 // this kernel, src/cuda/TUNING.md), so there is no fused variant.
 #include <cuda_runtime.h>
