@@ -7,8 +7,9 @@
 //   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained), or where
 //                   measured faster, hc_post then hc_pre (identical bits either way)
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
-// At prefill sizes on sm_90+, the GEMM + finalize pair is one cluster kernel instead
-// (prenorm_cluster_kernel.cu), so the streams are read from HBM once.
+// At prefill sizes, hc_pre's GEMM is the tensor-core kernel (prenorm_mma_kernel.cu), and on
+// sm_90+ hc_head's GEMM + finalize pair is one cluster kernel (prenorm_cluster_kernel.cu),
+// so its streams are read from HBM once. gemm_config.cpp has the table that decides.
 #include <cuda_runtime.h>
 
 #include "context.hpp"
