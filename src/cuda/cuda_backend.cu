@@ -52,6 +52,10 @@ void place_workspace(void *ws, const GemmConfig &c, int64_t H, GemmArgs *g) {
   g->partials = reinterpret_cast<float *>(base);
 }
 
+PostKernelArgs post_kernel_args(const PostArgs &a) {
+  return {a.T, a.H, a.x, a.residual, a.post_mix, a.comb_mix, a.residual_out};
+}
+
 FinalizeArgs finalize_args(const PreArgs &a, const GemmConfig &c, const float *partials) {
   FinalizeArgs f{};
   f.T = a.T;
@@ -91,6 +95,8 @@ class CudaBackend final : public Backend {
     user_pdl_ = has_pdl_ && (flags & MHC_CONTEXT_FLAG_PDL);
     if (prop.major >= 9) {
       DeviceGuard guard(device_);
+      // Per context, not once per process: the opt-ins are attributes of the device's
+      // context, which a cudaDeviceReset() between two contexts would have dropped.
       caps_.max_cluster_ctas = configure_cluster_kernels();
       if (caps_.max_cluster_ctas >= 16) configure_gemm_cluster_kernels();
     }
@@ -98,8 +104,7 @@ class CudaBackend final : public Backend {
 
   void hc_post(const PostArgs &a) override {
     DeviceGuard guard(device_);
-    launch_post({a.T, a.H, a.x, a.residual, a.post_mix, a.comb_mix, a.residual_out},
-                first_launch(a.stream));
+    launch_post(post_kernel_args(a), first_launch(a.stream));
   }
 
   void hc_pre(const PreArgs &a) override {
@@ -174,9 +179,7 @@ class CudaBackend final : public Backend {
   void run_pre(const PreArgs &a, const GemmConfig &c, const PostArgs *post) {
     LaunchOptions opt = first_launch(a.stream);
     if (post != nullptr) {
-      launch_post({post->T, post->H, post->x, post->residual, post->post_mix, post->comb_mix,
-                   post->residual_out},
-                  opt);
+      launch_post(post_kernel_args(*post), opt);
       opt = opt.chained();
     }
     if (c.variant == GemmVariant::kCluster) {

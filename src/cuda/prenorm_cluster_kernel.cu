@@ -214,6 +214,22 @@ void for_each_kernel(F &&f) {
   f(reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 16, false>), 16);
 }
 
+// cudaOccupancyMaxActiveClusters for clusters of C CTAs of `kernel` (kThreads threads,
+// `smem` bytes of dynamic shared memory each) on the current device.
+cudaError_t max_active_clusters(const void *kernel, int C, size_t smem, int *clusters) {
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(C);
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  cudaLaunchAttribute attr{};
+  attr.id = cudaLaunchAttributeClusterDimension;
+  attr.val.clusterDim.x = C;
+  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
+  cfg.attrs = &attr;
+  cfg.numAttrs = 1;
+  return cudaOccupancyMaxActiveClusters(clusters, kernel, &cfg);
+}
+
 }  // namespace
 
 // How many clusters of `kernel` fit on the current device at once: the persistent grid.
@@ -234,22 +250,12 @@ int resident_clusters(const void *kernel, int C, size_t smem) {
   std::lock_guard<std::mutex> lock(mu);
   for (int i = 0; i < n_cached; ++i)
     if (cache[i].device == device && cache[i].kernel == kernel && cache[i].smem == smem) return cache[i].clusters;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(C);
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  cudaLaunchAttribute attr{};
-  attr.id = cudaLaunchAttributeClusterDimension;
-  attr.val.clusterDim.x = C;
-  attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-  cfg.attrs = &attr;
-  cfg.numAttrs = 1;
   int clusters = 0;
   // The first call may come while the caller's stream is being captured into a graph: the
   // query enqueues nothing, so let it through whatever the thread's capture mode is.
   cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
   (void)cudaThreadExchangeStreamCaptureMode(&mode);
-  const cudaError_t err = cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg);
+  const cudaError_t err = max_active_clusters(kernel, C, smem, &clusters);
   (void)cudaThreadExchangeStreamCaptureMode(&mode);
   MHC_CUDA_CHECK(err);
   clusters = std::max(clusters, 1);
@@ -295,20 +301,10 @@ int configure_cluster_kernels() {
   // MIG slice too small)? Asked here, so the call path never meets an unlaunchable cluster.
   int largest = 0;
   for (int C : {16, 8}) {
-    cudaLaunchConfig_t cfg{};
-    cfg.gridDim = dim3(C);
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = kMaxSmemPerCta - static_smem_bytes(24);
-    cudaLaunchAttribute attr{};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = C;
-    attr.val.clusterDim.y = attr.val.clusterDim.z = 1;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
     int clusters = 0;
     const void *kernel = C == 16 ? reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 16, false>)
                                  : reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 8, false>);
-    if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+    if (max_active_clusters(kernel, C, kMaxSmemPerCta - static_smem_bytes(24), &clusters) != cudaSuccess) {
       (void)cudaGetLastError();  // the query's error is not sticky; clear it
       continue;
     }

@@ -78,13 +78,6 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 5 : 3) prenorm_mma_kernel
 
   wait_for_prior_grid();
 
-  // The 4 token rows of this lane: m-tile mt, half r (row g or g + 8).
-  int64_t row_t[kMTiles][2];
-#pragma unroll
-  for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-    for (int r = 0; r < 2; ++r) row_t[mt][r] = cta_t0 + warp * kTokensPerWarp + mt * 16 + r * 8 + g;
-
   float acc[kMTiles][kNTiles][4];
   float sum_sq[kMTiles][2];
   zero_accumulators(acc, sum_sq);
@@ -163,6 +156,12 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 5 : 3) prenorm_mma_kernel
   } else {
     // The loads of step s + 1 (streams from HBM, weight parts from L2) are issued before the
     // MMAs of step s, so each warp always has a step's loads in flight.
+    // The 4 token rows of this lane: m-tile mt, half r (row g or g + 8).
+    int64_t row_t[kMTiles][2];
+#pragma unroll
+    for (int mt = 0; mt < kMTiles; ++mt)
+#pragma unroll
+      for (int r = 0; r < 2; ++r) row_t[mt][r] = cta_t0 + warp * kTokensPerWarp + mt * 16 + r * 8 + g;
     auto load_step = [&](int64_t s, uint4(&xs)[kMTiles][2], uint4(&b)[kNTiles][3]) {
       const int j = static_cast<int>(s % 4);
       const int64_t h = (chunk_begin + s / 4) * kChunk + 8 * c;
