@@ -41,6 +41,18 @@ def series(rows, op, H, key):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
+def finish_axis(ax, ylabel, title, ylog=False, title_size=None):
+    """The styling every panel shares: log2 tokens axis, labels, grid, legend."""
+    ax.set_xscale("log", base=2)
+    if ylog:
+        ax.set_yscale("log")
+    ax.set_xlabel("tokens T")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, **({"fontsize": title_size} if title_size else {}))
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=6.5, ncol=2)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("json", nargs="+", help="mhc_bench --json output(s)")
@@ -77,28 +89,19 @@ def main(argv=None):
                     ax_p.plot(x, y, ls, color=c, marker=mk, ms=3.5,
                               label=f"{op} H={H}{tag}" if key == "pct_copy_cold" else None)
 
-    ax_t.set_xscale("log", base=2)
-    ax_t.set_yscale("log")
-    ax_t.set_xlabel("tokens T")
-    ax_t.set_ylabel("µs per call (median of graph replays)")
-    ax_t.set_title("latency (solid: cold L2, dashed: warm L2)")
-    ax_t.grid(True, which="both", alpha=0.3)
-    ax_t.legend(fontsize=6.5, ncol=2)
+    finish_axis(ax_t, "µs per call (median of graph replays)",
+                "latency (solid: cold L2, dashed: warm L2)", ylog=True)
 
-    ax_p.set_xscale("log", base=2)
+    copies = ", ".join(f"{b['device']['name']}: {b['copy']['gbps']:.0f} GB/s" for b in benches)
+    finish_axis(ax_p, "% of copy bandwidth (byte model: peers-perf.md §4.1)",
+                f"% of measured D2D copy bandwidth ({copies})", title_size=9)
     ax_p.axhline(80, color="k", lw=1, ls=":")
     ax_p.axhline(85, color="r", lw=1, ls=":")
     ax_p.text(1, 80, " 80 % target (T ≥ 2048)", va="bottom", fontsize=7)
     ax_p.text(1, 85, " 85 % hc_post", va="bottom", fontsize=7, color="r")
     ax_p.axvspan(2048, max([r["T"] for b in benches for r in b["rows"]] + [2048]) * 1.5,
                  color="0.9", zorder=0)
-    copies = ", ".join(f"{b['device']['name']}: {b['copy']['gbps']:.0f} GB/s" for b in benches)
-    ax_p.set_title(f"% of measured D2D copy bandwidth ({copies})", fontsize=9)
-    ax_p.set_xlabel("tokens T")
-    ax_p.set_ylabel("% of copy bandwidth (byte model: peers-perf.md §4.1)")
     ax_p.set_ylim(bottom=0)
-    ax_p.grid(True, which="both", alpha=0.3)
-    ax_p.legend(fontsize=6.5, ncol=2)
 
     if compares:
         ax_s = axes[2]
@@ -117,13 +120,8 @@ def main(argv=None):
                                   label=f"{op} H={H} {lab}{tag}")
         ax_s.axhline(10, color="k", lw=1, ls=":")
         ax_s.text(1, 10, " 10x vs torch.compile (boundary, T ≤ 128)", va="bottom", fontsize=7)
-        ax_s.set_xscale("log", base=2)
-        ax_s.set_yscale("log")
-        ax_s.set_xlabel("tokens T")
-        ax_s.set_ylabel("speed-up of libmhc (×)")
-        ax_s.set_title("libmhc vs PyTorch (CUDA graphs, warm L2)")
-        ax_s.grid(True, which="both", alpha=0.3)
-        ax_s.legend(fontsize=6.5, ncol=2)
+        finish_axis(ax_s, "speed-up of libmhc (×)", "libmhc vs PyTorch (CUDA graphs, warm L2)",
+                    ylog=True)
 
     fig.suptitle(a.title or "mhc_bench: " + ", ".join(sorted({b["device"]["name"]
                                                               for b in benches})))
