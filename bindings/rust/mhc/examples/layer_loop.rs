@@ -123,6 +123,80 @@ struct SubLayer {
     gain: Vec<f32>,
 }
 
+/// The host inputs of the loop, shared by both backends.
+struct Inputs {
+    /// The initial residual `[T, 4, H]`: each token's embedding copied to the 4 streams.
+    residual: Vec<Bf16>,
+    subs: Vec<SubLayer>,
+    head_fn: Vec<f32>,
+    head_scale: Vec<f32>,
+    head_base: Vec<f32>,
+}
+
+fn inputs(args: &Args) -> Inputs {
+    let (t, h, l) = (args.tokens, args.hidden, args.layers);
+    let (s_count, k) = (2 * l, 4 * h);
+    let mut rng = Rng(args.seed);
+
+    // 1. embeddings, 2. sub-layer weights, 3. head weights: in this order (LAYER_LOOP.md).
+    let emb: Vec<Bf16> = (0..t * h).map(|_| Bf16::from_f32(rng.u())).collect();
+    let subs: Vec<SubLayer> = (0..s_count)
+        .map(|_| SubLayer {
+            fn_: rng.gen(24 * k, 0.02, 0.0),
+            scale: rng.gen(3, 0.1, 1.0),
+            base: rng.gen(24, 0.1, 0.0),
+            gain: rng.gen(h, 0.5, 1.0),
+        })
+        .collect();
+    let head_fn = rng.gen(4 * k, 0.02, 0.0);
+    let head_scale = rng.gen(1, 0.1, 1.0);
+    let head_base = rng.gen(4, 0.1, 0.0);
+    Inputs {
+        residual: (0..t)
+            .flat_map(|ti| emb[ti * h..(ti + 1) * h].repeat(4))
+            .collect(),
+        subs,
+        head_fn,
+        head_scale,
+        head_base,
+    }
+}
+
+/// Stand-in sub-layer: y = bf16(li * gain), `gain` `[H]` broadcast over the tokens.
+fn stand_in_sublayer(li: &[Bf16], gain: &[f32], y: &mut [Bf16]) {
+    let h = gain.len();
+    for (i, v) in y.iter_mut().enumerate() {
+        *v = Bf16::from_f32(li[i].to_f32() * gain[i % h]);
+    }
+}
+
+/// Prints the time of layer `s / 2` since `t_layer`, and restarts `t_layer`.
+fn print_layer_time(s: usize, t_layer: &mut Instant) {
+    let now = Instant::now();
+    println!(
+        "layer {}: {:.1} us",
+        s / 2,
+        (now - *t_layer).as_secs_f64() * 1e6
+    );
+    *t_layer = now;
+}
+
+fn print_stage(args: &Args, backend: &str, t0: Instant) {
+    println!(
+        "stage: {} layers, T={}, H={}, backend={backend}, total {:.1} us",
+        args.layers,
+        args.tokens,
+        args.hidden,
+        t0.elapsed().as_secs_f64() * 1e6
+    );
+}
+
+/// The checksum of LAYER_LOOP.md: FNV-1a over the head output, then the final residual.
+fn print_checksum(out: &[Bf16], res: &[Bf16]) {
+    let sum = fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, out), res);
+    println!("checksum: 0x{sum:016x}");
+}
+
 fn main() {
     let args = parse_args();
     if let Err(e) = run(&args) {
@@ -143,21 +217,13 @@ fn run(args: &Args) -> mhc::Result<()> {
     }
     let (t, h, l) = (args.tokens, args.hidden, args.layers);
     let (s_count, k) = (2 * l, 4 * h);
-    let mut rng = Rng(args.seed);
-
-    // 1. embeddings, 2. sub-layer weights, 3. head weights: in this order (LAYER_LOOP.md).
-    let emb: Vec<Bf16> = (0..t * h).map(|_| Bf16::from_f32(rng.u())).collect();
-    let subs: Vec<SubLayer> = (0..s_count)
-        .map(|_| SubLayer {
-            fn_: rng.gen(24 * k, 0.02, 0.0),
-            scale: rng.gen(3, 0.1, 1.0),
-            base: rng.gen(24, 0.1, 0.0),
-            gain: rng.gen(h, 0.5, 1.0),
-        })
-        .collect();
-    let head_fn = rng.gen(4 * k, 0.02, 0.0);
-    let head_scale = rng.gen(1, 0.1, 1.0);
-    let head_base = rng.gen(4, 0.1, 0.0);
+    let Inputs {
+        residual: mut res,
+        subs,
+        head_fn,
+        head_scale,
+        head_base,
+    } = inputs(args);
 
     let ctx = Context::new(Backend::Cpu)?;
     let params = Params::default();
@@ -180,9 +246,6 @@ fn run(args: &Args) -> mhc::Result<()> {
     );
 
     // State: the current and the next buffer of each state tensor, swapped at every boundary.
-    let mut res: Vec<Bf16> = (0..t)
-        .flat_map(|ti| emb[ti * h..(ti + 1) * h].repeat(4))
-        .collect();
     let mut res_next = vec![Bf16::ZERO; t * 4 * h];
     let (mut post, mut post_next) = (vec![0f32; t * 4], vec![0f32; t * 4]);
     let (mut comb, mut comb_next) = (vec![0f32; t * 16], vec![0f32; t * 16]);
@@ -206,11 +269,7 @@ fn run(args: &Args) -> mhc::Result<()> {
         )?;
     }
     for s in 0..s_count {
-        // Stand-in sub-layer: y = bf16(li * gain_s).
-        let gain = &subs[s].gain;
-        for (i, v) in y.iter_mut().enumerate() {
-            *v = Bf16::from_f32(li[i].to_f32() * gain[i % h]);
-        }
+        stand_in_sublayer(&li, &subs[s].gain, &mut y);
         let (x, r) = (
             TensorRef::new(&y, &[t, h])?,
             TensorRef::new(&res, &[t, 4, h])?,
@@ -243,13 +302,7 @@ fn run(args: &Args) -> mhc::Result<()> {
         }
         std::mem::swap(&mut res, &mut res_next);
         if s % 2 == 1 {
-            let now = Instant::now();
-            println!(
-                "layer {}: {:.1} us",
-                s / 2,
-                (now - t_layer).as_secs_f64() * 1e6
-            );
-            t_layer = now;
+            print_layer_time(s, &mut t_layer);
         }
     }
     ctx.hc_head(
@@ -260,12 +313,8 @@ fn run(args: &Args) -> mhc::Result<()> {
         Some(&mut ws),
         stream,
     )?;
-    println!(
-        "stage: {l} layers, T={t}, H={h}, backend=cpu, total {:.1} us",
-        t0.elapsed().as_secs_f64() * 1e6
-    );
-    let sum = fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, &out), &res);
-    println!("checksum: 0x{sum:016x}");
+    print_stage(args, "cpu", t0);
+    print_checksum(&out, &res);
     Ok(())
 }
 
@@ -279,7 +328,7 @@ mod cuda {
     use std::process::exit;
     use std::time::Instant;
 
-    use super::{fnv1a, Args, Rng};
+    use super::{inputs, print_checksum, print_layer_time, print_stage, stand_in_sublayer, Args};
     use mhc::{
         Backend, Bf16, Context, Element, HeadWeights, Params, Stream, TensorMut, TensorRef,
         Weights, Workspace,
@@ -430,22 +479,23 @@ mod cuda {
 
     pub fn run(args: &Args) -> mhc::Result<()> {
         let rt = Cudart::load();
-        let (t, h, l) = (args.tokens, args.hidden, args.layers);
-        let (s_count, k) = (2 * l, 4 * h);
-        let mut rng = Rng(args.seed);
-        let emb: Vec<Bf16> = (0..t * h).map(|_| Bf16::from_f32(rng.u())).collect();
-        let mut gains = Vec::new();
-        let mut dev_w = Vec::new();
-        for _ in 0..s_count {
-            let fn_ = DevBuf::upload(&rt, &rng.gen(24 * k, 0.02, 0.0));
-            let scale = DevBuf::upload(&rt, &rng.gen(3, 0.1, 1.0));
-            let base = DevBuf::upload(&rt, &rng.gen(24, 0.1, 0.0));
-            gains.push(rng.gen(h, 0.5, 1.0));
-            dev_w.push((fn_, scale, base));
-        }
-        let hfn = DevBuf::upload(&rt, &rng.gen(4 * k, 0.02, 0.0));
-        let hscale = DevBuf::upload(&rt, &rng.gen(1, 0.1, 1.0));
-        let hbase = DevBuf::upload(&rt, &rng.gen(4, 0.1, 0.0));
+        let (t, h) = (args.tokens, args.hidden);
+        let (s_count, k) = (2 * args.layers, 4 * h);
+        let inp = inputs(args);
+        let dev_w: Vec<_> = inp
+            .subs
+            .iter()
+            .map(|s| {
+                (
+                    DevBuf::upload(&rt, &s.fn_),
+                    DevBuf::upload(&rt, &s.scale),
+                    DevBuf::upload(&rt, &s.base),
+                )
+            })
+            .collect();
+        let hfn = DevBuf::upload(&rt, &inp.head_fn);
+        let hscale = DevBuf::upload(&rt, &inp.head_scale);
+        let hbase = DevBuf::upload(&rt, &inp.head_base);
 
         let ctx = Context::new(Backend::Cuda { device: 0 })?;
         let params = Params::default();
@@ -467,11 +517,8 @@ mod cuda {
             .collect::<mhc::Result<_>>()?;
         let head = HeadWeights::new(hfn.view(&[4, k])?, hscale.view(&[1])?, hbase.view(&[4])?);
 
-        let h_res: Vec<Bf16> = (0..t)
-            .flat_map(|ti| emb[ti * h..(ti + 1) * h].repeat(4))
-            .collect();
         let mut res = [
-            DevBuf::upload(&rt, &h_res),
+            DevBuf::upload(&rt, &inp.residual),
             DevBuf::<Bf16>::new(&rt, t * 4 * h),
         ];
         let mut post = [
@@ -511,9 +558,7 @@ mod cuda {
         }
         for s in 0..s_count {
             li[cur].load(&mut h_li);
-            for (i, v) in h_y.iter_mut().enumerate() {
-                *v = Bf16::from_f32(h_li[i].to_f32() * gains[s][i % h]);
-            }
+            stand_in_sublayer(&h_li, &inp.subs[s].gain, &mut h_y);
             y.store(&h_y);
             let nxt = 1 - cur;
             let (rc, rn) = pair(&mut res, cur);
@@ -550,13 +595,7 @@ mod cuda {
             if s % 2 == 1 {
                 // SAFETY: no arguments.
                 Cudart::ok(unsafe { (rt.sync)() }, "cudaDeviceSynchronize");
-                let now = Instant::now();
-                println!(
-                    "layer {}: {:.1} us",
-                    s / 2,
-                    (now - t_layer).as_secs_f64() * 1e6
-                );
-                t_layer = now;
+                print_layer_time(s, &mut t_layer);
             }
         }
         ctx.hc_head(
@@ -569,17 +608,11 @@ mod cuda {
         )?;
         // SAFETY: no arguments.
         Cudart::ok(unsafe { (rt.sync)() }, "cudaDeviceSynchronize");
-        println!(
-            "stage: {l} layers, T={t}, H={h}, backend=cuda, total {:.1} us",
-            t0.elapsed().as_secs_f64() * 1e6
-        );
+        print_stage(args, "cuda", t0);
         let (mut h_out, mut h_res) = (vec![Bf16::ZERO; t * h], vec![Bf16::ZERO; t * 4 * h]);
         out.load(&mut h_out);
         res[cur].load(&mut h_res);
-        println!(
-            "checksum: 0x{:016x}",
-            fnv1a(fnv1a(0xcbf2_9ce4_8422_2325, &h_out), &h_res)
-        );
+        print_checksum(&h_out, &h_res);
         Ok(())
     }
 

@@ -263,9 +263,8 @@ impl Context {
     ) -> Result<()> {
         let (ws, ws_bytes) = workspace_args(self, workspace)?;
         let p = params.to_raw();
-        let (fn_, scale, base) = (weights.fn_.dl(), weights.scale.dl(), weights.base.dl());
-        let norm_weight = weights.norm_weight.as_ref().map(|t| t.dl());
-        let w = raw_weights(&fn_, &scale, &base, norm_weight.as_ref());
+        let w_dl = WeightsDl::new(weights);
+        let w = w_dl.raw();
         let residual = residual.dl();
         let (post, comb, li) = (post_mix_out.dl(), comb_mix_out.dl(), layer_input_out.dl());
         // SAFETY: every DLTensor describes memory that its view borrows for the whole call
@@ -343,9 +342,8 @@ impl Context {
     ) -> Result<()> {
         let (ws, ws_bytes) = workspace_args(self, workspace)?;
         let p = params.to_raw();
-        let (fn_, scale, base) = (next.fn_.dl(), next.scale.dl(), next.base.dl());
-        let norm_weight = next.norm_weight.as_ref().map(|t| t.dl());
-        let w = raw_weights(&fn_, &scale, &base, norm_weight.as_ref());
+        let w_dl = WeightsDl::new(next);
+        let w = w_dl.raw();
         let (x, residual, post, comb) = (x.dl(), residual.dl(), post_mix.dl(), comb_mix.dl());
         let res_out = residual_out.dl();
         let (post_out, comb_out, li_out) =
@@ -408,16 +406,34 @@ impl Context {
     }
 }
 
-fn raw_weights(
-    fn_: &sys::DLTensor,
-    scale: &sys::DLTensor,
-    base: &sys::DLTensor,
-    norm_weight: Option<&sys::DLTensor>,
-) -> sys::mhc_hc_weights {
-    sys::mhc_hc_weights {
-        fn_,
-        scale,
-        base,
-        norm_weight: norm_weight.map_or(ptr::null(), |t| t as *const _),
+/// The `DLTensor`s of a [`Weights`], for `hc_pre` and `hc_post_pre`.
+struct WeightsDl {
+    fn_: sys::DLTensor,
+    scale: sys::DLTensor,
+    base: sys::DLTensor,
+    norm_weight: Option<sys::DLTensor>,
+}
+
+impl WeightsDl {
+    fn new(w: &Weights<'_>) -> WeightsDl {
+        WeightsDl {
+            fn_: w.fn_.dl(),
+            scale: w.scale.dl(),
+            base: w.base.dl(),
+            norm_weight: w.norm_weight.as_ref().map(|t| t.dl()),
+        }
+    }
+
+    /// The C struct; it points into `self`, so keep `self` in place until the call returns.
+    fn raw(&self) -> sys::mhc_hc_weights {
+        sys::mhc_hc_weights {
+            fn_: &self.fn_,
+            scale: &self.scale,
+            base: &self.base,
+            norm_weight: self
+                .norm_weight
+                .as_ref()
+                .map_or(ptr::null(), |t| t as *const _),
+        }
     }
 }

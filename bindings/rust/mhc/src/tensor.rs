@@ -151,10 +151,15 @@ impl RawView {
         }
     }
 
+    /// The shape: the first `ndim` entries of `shape`.
+    fn shape(&self) -> &[i64] {
+        &self.shape[..self.ndim]
+    }
+
     fn fmt(&self, f: &mut fmt::Formatter<'_>, kind: &str, dtype: &str) -> fmt::Result {
         f.debug_struct(kind)
             .field("dtype", &dtype)
-            .field("shape", &&self.shape[..self.ndim])
+            .field("shape", &self.shape())
             .field("device", &self.device)
             .field("ptr", &self.ptr)
             .finish()
@@ -253,7 +258,7 @@ impl<'a, T: Element> TensorRef<'a, T> {
 
     /// The shape.
     pub fn shape(&self) -> &[i64] {
-        &self.raw.shape[..self.raw.ndim]
+        self.raw.shape()
     }
 
     /// Number of elements (product of the shape).
@@ -340,7 +345,7 @@ impl<'a, T: Element> TensorMut<'a, T> {
 
     /// The shape.
     pub fn shape(&self) -> &[i64] {
-        &self.raw.shape[..self.raw.ndim]
+        self.raw.shape()
     }
 
     /// Number of elements (product of the shape).

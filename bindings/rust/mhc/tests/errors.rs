@@ -72,25 +72,11 @@ fn bad_shape_is_invalid_argument_with_the_library_message() {
     assert!(b.out.iter().all(|v| *v == Bf16::ZERO));
 
     // Three streams instead of hc_mult = 4.
+    let p = Params::default();
     let res3 = vec![Bf16::ZERO; T * 3 * H];
-    let (mut post, mut comb, mut li) = (
-        vec![0f32; T * N],
-        vec![0f32; T * 16],
-        vec![Bf16::ZERO; T * H],
-    );
     let w = OwnedWeights::random(&mut Rng(2), H, false);
-    let e = ctx
-        .hc_pre(
-            &Params::default(),
-            &w.view(H),
-            &TensorRef::new(&res3, &[T, 3, H]).unwrap(),
-            &mut TensorMut::new(&mut post, &[T, N]).unwrap(),
-            &mut TensorMut::new(&mut comb, &[T, N, N]).unwrap(),
-            &mut TensorMut::new(&mut li, &[T, H]).unwrap(),
-            None,
-            Stream::default(),
-        )
-        .unwrap_err();
+    let res3_view = TensorRef::new(&res3, &[T, 3, H]).unwrap();
+    let e = try_pre(&ctx, &p, &w.view(H), &res3_view, T, H, None).unwrap_err();
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(
         e.message
@@ -100,18 +86,8 @@ fn bad_shape_is_invalid_argument_with_the_library_message() {
 
     // fn of another hidden size than the residual.
     let w_other = OwnedWeights::random(&mut Rng(3), H + 8, false);
-    let e = ctx
-        .hc_pre(
-            &Params::default(),
-            &w_other.view(H + 8),
-            &TensorRef::new(&b.res, &[T, N, H]).unwrap(),
-            &mut TensorMut::new(&mut post, &[T, N]).unwrap(),
-            &mut TensorMut::new(&mut comb, &[T, N, N]).unwrap(),
-            &mut TensorMut::new(&mut li, &[T, H]).unwrap(),
-            None,
-            Stream::default(),
-        )
-        .unwrap_err();
+    let res = TensorRef::new(&b.res, &[T, N, H]).unwrap();
+    let e = try_pre(&ctx, &p, &w_other.view(H + 8), &res, T, H, None).unwrap_err();
     assert_eq!(e.status, Status::InvalidArgument);
     assert!(
         e.message
@@ -270,21 +246,10 @@ fn cuda_backend_without_a_usable_gpu() {
             let e = post_with_x_shape(&ctx, &mut b, &bufs().x, &[T, H]).unwrap_err();
             assert_eq!(e.status, Status::DeviceMismatch, "{e}");
             let mut ws = Workspace::host(64);
-            let mut li = vec![Bf16::ZERO; T * H];
-            let (mut post, mut comb) = (vec![0f32; T * N], vec![0f32; T * 16]);
             let w = OwnedWeights::random(&mut Rng(4), H, false);
-            let e = ctx
-                .hc_pre(
-                    &Params::default(),
-                    &w.view(H),
-                    &TensorRef::new(&b.res, &[T, N, H]).unwrap(),
-                    &mut TensorMut::new(&mut post, &[T, N]).unwrap(),
-                    &mut TensorMut::new(&mut comb, &[T, N, N]).unwrap(),
-                    &mut TensorMut::new(&mut li, &[T, H]).unwrap(),
-                    Some(&mut ws),
-                    Stream::default(),
-                )
-                .unwrap_err();
+            let p = Params::default();
+            let res = TensorRef::new(&b.res, &[T, N, H]).unwrap();
+            let e = try_pre(&ctx, &p, &w.view(H), &res, T, H, Some(&mut ws)).unwrap_err();
             assert_eq!(e.status, Status::DeviceMismatch, "{e}");
         }
     }

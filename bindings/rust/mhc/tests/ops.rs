@@ -8,12 +8,6 @@ use mhc::{Backend, Bf16, Context, HeadWeights, Params, Stream, TensorMut, Tensor
 
 const SHAPES: [(usize, usize); 5] = [(1, 64), (3, 100), (8, 256), (2, 7), (5, 1)];
 
-struct PreOut {
-    post: Vec<f32>,
-    comb: Vec<f32>,
-    li: Vec<Bf16>,
-}
-
 fn run_pre(
     ctx: &Context,
     p: &Params,
@@ -22,24 +16,9 @@ fn run_pre(
     t: usize,
     h: usize,
 ) -> PreOut {
-    let mut o = PreOut {
-        post: vec![f32::NAN; t * N],
-        comb: vec![f32::NAN; t * 16],
-        li: vec![Bf16(0xffff); t * h],
-    };
     let mut ws = Workspace::host(ctx.workspace_size(mhc::Op::HcPre, p, t, h).unwrap());
-    ctx.hc_pre(
-        p,
-        &w.view(h),
-        &TensorRef::new(res, &[t, N, h]).unwrap(),
-        &mut TensorMut::new(&mut o.post, &[t, N]).unwrap(),
-        &mut TensorMut::new(&mut o.comb, &[t, N, N]).unwrap(),
-        &mut TensorMut::new(&mut o.li, &[t, h]).unwrap(),
-        Some(&mut ws),
-        Stream::default(),
-    )
-    .unwrap();
-    o
+    let res = TensorRef::new(res, &[t, N, h]).unwrap();
+    try_pre(ctx, p, &w.view(h), &res, t, h, Some(&mut ws)).unwrap()
 }
 
 fn run_post(
@@ -202,28 +181,8 @@ fn fused_post_pre_equals_post_then_pre_bitwise() {
             let unfused_res = run_post(&ctx, &x, &res, &first.post, &first.comb, t, h);
             let unfused = run_pre(&ctx, &p, &next, &unfused_res, t, h);
 
-            let mut f_res = vec![Bf16(0xffff); t * N * h];
-            let mut f = PreOut {
-                post: vec![f32::NAN; t * N],
-                comb: vec![f32::NAN; t * 16],
-                li: vec![Bf16(0xffff); t * h],
-            };
-            let mut ws = Workspace::host(ctx.max_workspace_size(&p, t, h).unwrap());
-            ctx.hc_post_pre(
-                &p,
-                &next.view(h),
-                &TensorRef::new(&x, &[t, h]).unwrap(),
-                &TensorRef::new(&res, &[t, N, h]).unwrap(),
-                &TensorRef::new(&first.post, &[t, N]).unwrap(),
-                &TensorRef::new(&first.comb, &[t, N, N]).unwrap(),
-                &mut TensorMut::new(&mut f_res, &[t, N, h]).unwrap(),
-                &mut TensorMut::new(&mut f.post, &[t, N]).unwrap(),
-                &mut TensorMut::new(&mut f.comb, &[t, N, N]).unwrap(),
-                &mut TensorMut::new(&mut f.li, &[t, h]).unwrap(),
-                Some(&mut ws),
-                Stream::default(),
-            )
-            .unwrap();
+            let (f_res, f) =
+                run_post_pre(&ctx, &p, &next, &x, &res, &first.post, &first.comb, t, h);
             let ctx_s = format!("T={t} H={h} norm={with_norm} batch_invariant={batch_invariant}");
             assert_eq!(f_res, unfused_res, "residual_out, {ctx_s}");
             assert_eq!(
@@ -281,33 +240,13 @@ fn zero_tokens_is_a_valid_no_op() {
         Vec::<f32>::new(),
         Vec::<f32>::new(),
     );
-    let (mut r2, mut p2, mut c2, mut l2) = (
-        Vec::<Bf16>::new(),
-        Vec::<f32>::new(),
-        Vec::<f32>::new(),
-        Vec::<Bf16>::new(),
-    );
     for op in mhc::Op::ALL {
         assert_eq!(ctx.workspace_size(op, &p, 0, h).unwrap(), 0);
     }
     let pre = run_pre(&ctx, &p, &w, &res, t, h);
     assert!(pre.post.is_empty() && pre.comb.is_empty() && pre.li.is_empty());
     assert!(run_post(&ctx, &x, &res, &post, &comb, t, h).is_empty());
-    ctx.hc_post_pre(
-        &p,
-        &w.view(h),
-        &TensorRef::new(&x, &[t, h]).unwrap(),
-        &TensorRef::new(&res, &[t, N, h]).unwrap(),
-        &TensorRef::new(&post, &[t, N]).unwrap(),
-        &TensorRef::new(&comb, &[t, N, N]).unwrap(),
-        &mut TensorMut::new(&mut r2, &[t, N, h]).unwrap(),
-        &mut TensorMut::new(&mut p2, &[t, N]).unwrap(),
-        &mut TensorMut::new(&mut c2, &[t, N, N]).unwrap(),
-        &mut TensorMut::new(&mut l2, &[t, h]).unwrap(),
-        None,
-        Stream::default(),
-    )
-    .unwrap();
+    run_post_pre(&ctx, &p, &w, &x, &res, &post, &comb, t, h);
     let fn_head = rng.f32s(N * N * h, 0.02, 0.0);
     let head = HeadWeights::new(
         TensorRef::new(&fn_head, &[N, N * h]).unwrap(),

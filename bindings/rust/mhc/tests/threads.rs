@@ -35,29 +35,8 @@ fn boundary(
     let post = rng.f32s(t * N, 0.5, 1.0);
     let comb = rng.f32s(t * 16, 0.25, 0.25);
     let w = OwnedWeights::random(&mut rng, h, seed & 1 == 0);
-    let mut r_out = vec![Bf16::ZERO; t * N * h];
-    let (mut p_out, mut c_out, mut l_out) = (
-        vec![0f32; t * N],
-        vec![0f32; t * 16],
-        vec![Bf16::ZERO; t * h],
-    );
-    let mut ws = Workspace::host(ctx.max_workspace_size(&p, t, h).unwrap());
-    ctx.hc_post_pre(
-        &p,
-        &w.view(h),
-        &TensorRef::new(&x, &[t, h]).unwrap(),
-        &TensorRef::new(&res, &[t, N, h]).unwrap(),
-        &TensorRef::new(&post, &[t, N]).unwrap(),
-        &TensorRef::new(&comb, &[t, N, N]).unwrap(),
-        &mut TensorMut::new(&mut r_out, &[t, N, h]).unwrap(),
-        &mut TensorMut::new(&mut p_out, &[t, N]).unwrap(),
-        &mut TensorMut::new(&mut c_out, &[t, N, N]).unwrap(),
-        &mut TensorMut::new(&mut l_out, &[t, h]).unwrap(),
-        Some(&mut ws),
-        Stream::default(),
-    )
-    .unwrap();
-    (r_out, bits_f32(&p_out), bits_f32(&c_out), l_out)
+    let (r_out, o) = run_post_pre(ctx, &p, &w, &x, &res, &post, &comb, t, h);
+    (r_out, bits_f32(&o.post), bits_f32(&o.comb), o.li)
 }
 
 #[test]

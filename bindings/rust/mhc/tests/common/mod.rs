@@ -1,7 +1,7 @@
 //! Shared test helpers: seeded inputs and a float64 reference of reference/mhc-spec.md §2-3.
 #![allow(dead_code, clippy::needless_range_loop)]
 
-use mhc::{Bf16, Params};
+use mhc::{Bf16, Context, Params, Stream, TensorMut, TensorRef, Weights, Workspace};
 
 pub const N: usize = 4;
 pub const M: usize = 24;
@@ -64,8 +64,126 @@ impl OwnedWeights {
     }
 }
 
+/// The outputs of hc_pre (and of the pre half of hc_post_pre).
+#[derive(Debug)]
+pub struct PreOut {
+    pub post: Vec<f32>,
+    pub comb: Vec<f32>,
+    pub li: Vec<Bf16>,
+}
+
+impl PreOut {
+    /// Outputs for t tokens of hidden size h, filled with NaN / 0xffff so that an element the
+    /// library did not write shows.
+    pub fn unwritten(t: usize, h: usize) -> Self {
+        PreOut {
+            post: vec![f32::NAN; t * N],
+            comb: vec![f32::NAN; t * 16],
+            li: vec![Bf16(0xffff); t * h],
+        }
+    }
+}
+
+/// hc_pre of `res` into fresh `[t, 4]`, `[t, 4, 4]`, `[t, h]` outputs. `res` is a view so that a
+/// caller can hand it a wrong shape.
+pub fn try_pre(
+    ctx: &Context,
+    p: &Params,
+    w: &Weights<'_>,
+    res: &TensorRef<'_, Bf16>,
+    t: usize,
+    h: usize,
+    ws: Option<&mut Workspace<'_>>,
+) -> mhc::Result<PreOut> {
+    let mut o = PreOut::unwritten(t, h);
+    ctx.hc_pre(
+        p,
+        w,
+        res,
+        &mut TensorMut::new(&mut o.post, &[t, N]).unwrap(),
+        &mut TensorMut::new(&mut o.comb, &[t, N, N]).unwrap(),
+        &mut TensorMut::new(&mut o.li, &[t, h]).unwrap(),
+        ws,
+        Stream::default(),
+    )?;
+    Ok(o)
+}
+
+/// hc_post_pre of `(x, res, post, comb)` with `next`'s weights and a host workspace of
+/// `max_workspace_size`: (residual_out, the pre outputs). The outputs start as NaN / 0xffff,
+/// as in [`PreOut::unwritten`].
+#[allow(clippy::too_many_arguments)]
+pub fn run_post_pre(
+    ctx: &Context,
+    p: &Params,
+    next: &OwnedWeights,
+    x: &[Bf16],
+    res: &[Bf16],
+    post: &[f32],
+    comb: &[f32],
+    t: usize,
+    h: usize,
+) -> (Vec<Bf16>, PreOut) {
+    let mut r_out = vec![Bf16(0xffff); t * N * h];
+    let mut o = PreOut::unwritten(t, h);
+    let mut ws = Workspace::host(ctx.max_workspace_size(p, t, h).unwrap());
+    ctx.hc_post_pre(
+        p,
+        &next.view(h),
+        &TensorRef::new(x, &[t, h]).unwrap(),
+        &TensorRef::new(res, &[t, N, h]).unwrap(),
+        &TensorRef::new(post, &[t, N]).unwrap(),
+        &TensorRef::new(comb, &[t, N, N]).unwrap(),
+        &mut TensorMut::new(&mut r_out, &[t, N, h]).unwrap(),
+        &mut TensorMut::new(&mut o.post, &[t, N]).unwrap(),
+        &mut TensorMut::new(&mut o.comb, &[t, N, N]).unwrap(),
+        &mut TensorMut::new(&mut o.li, &[t, h]).unwrap(),
+        Some(&mut ws),
+        Stream::default(),
+    )
+    .unwrap();
+    (r_out, o)
+}
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
+}
+
+/// One token's flattened streams `x` (4*H values) in f64, and its `rows` mixes: the dot
+/// products of `x` with the first `rows` rows of `fn_`, times 1/RMS(x) (spec §2).
+fn token_mixes(p: &Params, streams: &[Bf16], fn_: &[f32], rows: usize) -> (Vec<f64>, Vec<f64>) {
+    let k = streams.len();
+    let x: Vec<f64> = streams.iter().map(|v| v.to_f32() as f64).collect();
+    let ss: f64 = x.iter().map(|v| v * v).sum();
+    let inv_rms = 1.0 / (ss / k as f64 + p.rms_eps as f64).sqrt();
+    let mix = (0..rows)
+        .map(|o| {
+            x.iter()
+                .zip(&fn_[o * k..(o + 1) * k])
+                .map(|(a, b)| a * *b as f64)
+                .sum::<f64>()
+                * inv_rms
+        })
+        .collect();
+    (x, mix)
+}
+
+/// The pre gates `sigmoid(mix_j * scale + base_j) + pre_eps` of the first N mixes.
+fn pre_gates(p: &Params, mix: &[f64], scale: f32, base: &[f32]) -> Vec<f64> {
+    (0..N)
+        .map(|j| sigmoid(mix[j] * scale as f64 + base[j] as f64) + p.pre_eps as f64)
+        .collect()
+}
+
+/// One token's `sum_j pre_j * x_j` over the streams into `out` [H], and the sum of the terms'
+/// magnitudes into `abs` [H].
+fn stream_sum(pre: &[f64], x: &[f64], out: &mut [f64], abs: &mut [f64]) {
+    let h = out.len();
+    for hh in 0..h {
+        let terms = (0..N).map(|j| pre[j] * x[j * h + hh]);
+        out[hh] = terms.clone().sum();
+        abs[hh] = terms.map(f64::abs).sum();
+    }
 }
 
 /// Sinkhorn of spec §2.1 on one 4x4 matrix, in f64.
@@ -123,25 +241,9 @@ pub fn ref_pre(p: &Params, w: &OwnedWeights, residual: &[Bf16], t: usize, h: usi
         layer_input_abs: vec![0.0; t * h],
     };
     for ti in 0..t {
-        let x: Vec<f64> = residual[ti * k..(ti + 1) * k]
-            .iter()
-            .map(|v| v.to_f32() as f64)
-            .collect();
-        let ss: f64 = x.iter().map(|v| v * v).sum();
-        let inv_rms = 1.0 / (ss / k as f64 + p.rms_eps as f64).sqrt();
-        let mix: Vec<f64> = (0..M)
-            .map(|o| {
-                x.iter()
-                    .zip(&w.fn_[o * k..(o + 1) * k])
-                    .map(|(a, b)| a * *b as f64)
-                    .sum::<f64>()
-                    * inv_rms
-            })
-            .collect();
+        let (x, mix) = token_mixes(p, &residual[ti * k..(ti + 1) * k], &w.fn_, M);
         let (s, b) = (&w.scale, &w.base);
-        let pre: Vec<f64> = (0..N)
-            .map(|j| sigmoid(mix[j] * s[0] as f64 + b[j] as f64) + p.pre_eps as f64)
-            .collect();
+        let pre = pre_gates(p, &mix, s[0], b);
         for j in 0..N {
             r.post[ti * N + j] =
                 sigmoid(mix[N + j] * s[1] as f64 + b[N + j] as f64) * p.post_mult as f64;
@@ -158,11 +260,13 @@ pub fn ref_pre(p: &Params, w: &OwnedWeights, residual: &[Bf16], t: usize, h: usi
                 r.comb[ti * 16 + i * N + j] = c[i][j];
             }
         }
-        for hh in 0..h {
-            let terms = (0..N).map(|j| pre[j] * x[j * h + hh]);
-            r.layer_input[ti * h + hh] = terms.clone().sum();
-            r.layer_input_abs[ti * h + hh] = terms.map(f64::abs).sum();
-        }
+        let rows = ti * h..(ti + 1) * h;
+        stream_sum(
+            &pre,
+            &x,
+            &mut r.layer_input[rows.clone()],
+            &mut r.layer_input_abs[rows],
+        );
     }
     r
 }
@@ -210,27 +314,10 @@ pub fn ref_head(
     let mut out = vec![0.0; t * h];
     let mut abs = vec![0.0; t * h];
     for ti in 0..t {
-        let x: Vec<f64> = residual[ti * k..(ti + 1) * k]
-            .iter()
-            .map(|v| v.to_f32() as f64)
-            .collect();
-        let ss: f64 = x.iter().map(|v| v * v).sum();
-        let inv_rms = 1.0 / (ss / k as f64 + p.rms_eps as f64).sqrt();
-        let pre: Vec<f64> = (0..N)
-            .map(|j| {
-                let mix = x
-                    .iter()
-                    .zip(&fn_[j * k..(j + 1) * k])
-                    .map(|(a, b)| a * *b as f64)
-                    .sum::<f64>()
-                    * inv_rms;
-                sigmoid(mix * scale as f64 + base[j] as f64) + p.pre_eps as f64
-            })
-            .collect();
-        for hh in 0..h {
-            out[ti * h + hh] = (0..N).map(|j| pre[j] * x[j * h + hh]).sum();
-            abs[ti * h + hh] = (0..N).map(|j| (pre[j] * x[j * h + hh]).abs()).sum();
-        }
+        let (x, mix) = token_mixes(p, &residual[ti * k..(ti + 1) * k], fn_, N);
+        let pre = pre_gates(p, &mix, scale, base);
+        let rows = ti * h..(ti + 1) * h;
+        stream_sum(&pre, &x, &mut out[rows.clone()], &mut abs[rows]);
     }
     (out, abs)
 }
