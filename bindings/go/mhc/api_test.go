@@ -59,6 +59,30 @@ func wantError(t *testing.T, err error, status Status, want string) {
 	}
 }
 
+// startGoroutines runs f(0), ..., f(n-1) on n goroutines at once. The returned wait blocks
+// until all of them have returned, then reports each error they returned through t.Error.
+func startGoroutines(t *testing.T, n int, f func(g int) error) (wait func()) {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for g := 0; g < n; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			if err := f(g); err != nil {
+				errs <- err
+			}
+		}(g)
+	}
+	return func() {
+		t.Helper()
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	}
+}
+
 func TestErrorsBadShape(t *testing.T) {
 	ctx := newCPU(t)
 	c := newPostCase(1, 3, 16)
@@ -312,48 +336,36 @@ func TestConcurrentUse(t *testing.T) {
 		}
 		jobs[g] = j
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, G)
-	for g := 0; g < G; g++ {
-		wg.Add(1)
-		go func(j *job, g int) {
-			defer wg.Done()
-			out := make([]BF16, T*4*H)
-			res2 := make([]BF16, T*4*H)
-			post2 := make([]float32, T*4)
-			comb2 := make([]float32, T*16)
-			li := make([]BF16, T*H)
-			for i := 0; i < iters; i++ {
-				if err := ctx.HcPost(j.c.xT, j.c.resT, j.c.postT, j.c.combT, HostBF16(out, T, 4, H), 0); err != nil {
-					errs <- err
-					return
-				}
-				if err := ctx.HcPostPre(nil, j.w.tensors(), j.c.xT, j.c.resT, j.c.postT, j.c.combT,
-					HostBF16(res2, T, 4, H), HostF32(post2, T, 4), HostF32(comb2, T, 4, 4),
-					HostBF16(li, T, H), Workspace{}, 0); err != nil {
-					errs <- err
-					return
-				}
-				for k := range out {
-					if out[k] != j.want[k] || res2[k] != j.want[k] {
-						errs <- fmt.Errorf("goroutine %d iteration %d: residual differs at %d", g, i, k)
-						return
-					}
-				}
-				for k := range li {
-					if li[k] != j.li[k] {
-						errs <- fmt.Errorf("goroutine %d iteration %d: layer input differs at %d", g, i, k)
-						return
-					}
+	wait := startGoroutines(t, G, func(g int) error {
+		j := jobs[g]
+		out := make([]BF16, T*4*H)
+		res2 := make([]BF16, T*4*H)
+		post2 := make([]float32, T*4)
+		comb2 := make([]float32, T*16)
+		li := make([]BF16, T*H)
+		for i := 0; i < iters; i++ {
+			if err := ctx.HcPost(j.c.xT, j.c.resT, j.c.postT, j.c.combT, HostBF16(out, T, 4, H), 0); err != nil {
+				return err
+			}
+			if err := ctx.HcPostPre(nil, j.w.tensors(), j.c.xT, j.c.resT, j.c.postT, j.c.combT,
+				HostBF16(res2, T, 4, H), HostF32(post2, T, 4), HostF32(comb2, T, 4, 4),
+				HostBF16(li, T, H), Workspace{}, 0); err != nil {
+				return err
+			}
+			for k := range out {
+				if out[k] != j.want[k] || res2[k] != j.want[k] {
+					return fmt.Errorf("goroutine %d iteration %d: residual differs at %d", g, i, k)
 				}
 			}
-		}(jobs[g], g)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			for k := range li {
+				if li[k] != j.li[k] {
+					return fmt.Errorf("goroutine %d iteration %d: layer input differs at %d", g, i, k)
+				}
+			}
+		}
+		return nil
+	})
+	wait()
 }
 
 // Each goroutine gets the message of its own failed call, even though the library keeps the
@@ -361,31 +373,21 @@ func TestConcurrentUse(t *testing.T) {
 func TestConcurrentErrorMessages(t *testing.T) {
 	ctx := newCPU(t)
 	const G, iters = 12, 50
-	var wg sync.WaitGroup
-	errs := make(chan error, G)
-	for g := 0; g < G; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			c := newPostCase(uint64(g), 2, 8)
-			bad := HostBF16(make([]BF16, 2*(9+g)), 2, int64(9+g))
-			want := fmt.Sprintf("got [2, %d]", 9+g)
-			for i := 0; i < iters; i++ {
-				err := ctx.HcPost(bad, c.resT, c.postT, c.combT, c.outT, 0)
-				var e *Error
-				if !errors.As(err, &e) || !strings.Contains(e.Message, want) {
-					errs <- fmt.Errorf("goroutine %d: got %v, want a message with %q", g, err, want)
-					return
-				}
-				runtime.Gosched()
+	wait := startGoroutines(t, G, func(g int) error {
+		c := newPostCase(uint64(g), 2, 8)
+		bad := HostBF16(make([]BF16, 2*(9+g)), 2, int64(9+g))
+		want := fmt.Sprintf("got [2, %d]", 9+g)
+		for i := 0; i < iters; i++ {
+			err := ctx.HcPost(bad, c.resT, c.postT, c.combT, c.outT, 0)
+			var e *Error
+			if !errors.As(err, &e) || !strings.Contains(e.Message, want) {
+				return fmt.Errorf("goroutine %d: got %v, want a message with %q", g, err, want)
 			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+			runtime.Gosched()
+		}
+		return nil
+	})
+	wait()
 }
 
 // Close while other goroutines are calling: every call either succeeds or reports a closed
@@ -396,35 +398,25 @@ func TestCloseDuringUse(t *testing.T) {
 		t.Fatal(err)
 	}
 	const G = 8
-	var wg sync.WaitGroup
 	start := make(chan struct{})
-	errs := make(chan error, G)
-	for g := 0; g < G; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			c := newPostCase(uint64(g), 2, 64)
-			<-start
-			for i := 0; ; i++ {
-				err := c.run(ctx)
-				if err == nil {
-					continue
-				}
-				if StatusOf(err) != StatusInvalidHandle {
-					errs <- err
-				}
-				return
+	wait := startGoroutines(t, G, func(g int) error {
+		c := newPostCase(uint64(g), 2, 64)
+		<-start
+		for i := 0; ; i++ {
+			err := c.run(ctx)
+			if err == nil {
+				continue
 			}
-		}(g)
-	}
+			if StatusOf(err) != StatusInvalidHandle {
+				return err
+			}
+			return nil
+		}
+	})
 	close(start)
 	runtime.Gosched()
 	if err := ctx.Close(); err != nil {
 		t.Error(err)
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+	wait()
 }

@@ -9,7 +9,6 @@ package mhc
 import (
 	"fmt"
 	"runtime"
-	"sync"
 	"testing"
 	"unsafe"
 
@@ -132,10 +131,7 @@ func TestCUDAOpsMatchReference(t *testing.T) {
 				d := newDevMem(t)
 				r := &testRNG{uint64(31*s.T + s.H)}
 				T, H := int64(s.T), int64(s.H)
-				x := r.bf16s(s.T*s.H, 2)
-				res := r.bf16s(s.T*4*s.H, 1)
-				post := r.f32s(s.T*4, 1, 1)
-				comb := r.f32s(s.T*16, 0.5, 0.5)
+				x, res, post, comb := r.postInputs(s.T, s.H)
 				hw := randWeights(r, s.H, norm)
 				w := d.weights(hw)
 				fnHead := r.f32s(4*4*s.H, 0.05, 0)
@@ -294,67 +290,53 @@ func TestCUDACheckPointers(t *testing.T) {
 func TestCUDAConcurrentStreams(t *testing.T) {
 	ctx := newCUDA(t)
 	const G, iters, T, H = 8, 10, 8, 1024
-	var wg sync.WaitGroup
-	errs := make(chan error, G)
-	for g := 0; g < G; g++ {
-		wg.Add(1)
-		go func(g int) {
-			defer wg.Done()
-			st, err := cudamem.StreamCreate()
-			if err != nil {
-				errs <- err
-				return
+	wait := startGoroutines(t, G, func(g int) error {
+		st, err := cudamem.StreamCreate()
+		if err != nil {
+			return err
+		}
+		defer cudamem.StreamDestroy(st)
+		var ptrs []uintptr
+		defer func() {
+			for _, p := range ptrs {
+				_ = cudamem.Free(p)
 			}
-			defer cudamem.StreamDestroy(st)
-			var ptrs []uintptr
-			defer func() {
-				for _, p := range ptrs {
-					_ = cudamem.Free(p)
-				}
-			}()
-			up := func(h unsafe.Pointer, n int) uintptr {
-				p, _ := cudamem.Malloc(n)
-				ptrs = append(ptrs, p)
-				_ = cudamem.CopyToDevice(p, h, n)
-				return p
+		}()
+		up := func(h unsafe.Pointer, n int) uintptr {
+			p, _ := cudamem.Malloc(n)
+			ptrs = append(ptrs, p)
+			_ = cudamem.CopyToDevice(p, h, n)
+			return p
+		}
+		r := &testRNG{uint64(g)}
+		x, res := r.bf16s(T*H, 1), r.bf16s(T*4*H, 1)
+		post, comb := r.f32s(T*4, 1, 1), r.f32s(T*16, 0.5, 0.5)
+		xT := DeviceTensor(up(unsafe.Pointer(&x[0]), 2*len(x)), BFloat16, 0, T, H)
+		resT := DeviceTensor(up(unsafe.Pointer(&res[0]), 2*len(res)), BFloat16, 0, T, 4, H)
+		postT := DeviceTensor(up(unsafe.Pointer(&post[0]), 4*len(post)), Float32, 0, T, 4)
+		combT := DeviceTensor(up(unsafe.Pointer(&comb[0]), 4*len(comb)), Float32, 0, T, 4, 4)
+		outP := up(unsafe.Pointer(&res[0]), 2*len(res))
+		outT := DeviceTensor(outP, BFloat16, 0, T, 4, H)
+		got := make([]BF16, T*4*H)
+		want := refPost(x, res, post, comb, T, H)
+		for i := 0; i < iters; i++ {
+			if err := ctx.HcPost(xT, resT, postT, combT, outT, Stream(st)); err != nil {
+				return err
 			}
-			r := &testRNG{uint64(g)}
-			x, res := r.bf16s(T*H, 1), r.bf16s(T*4*H, 1)
-			post, comb := r.f32s(T*4, 1, 1), r.f32s(T*16, 0.5, 0.5)
-			xT := DeviceTensor(up(unsafe.Pointer(&x[0]), 2*len(x)), BFloat16, 0, T, H)
-			resT := DeviceTensor(up(unsafe.Pointer(&res[0]), 2*len(res)), BFloat16, 0, T, 4, H)
-			postT := DeviceTensor(up(unsafe.Pointer(&post[0]), 4*len(post)), Float32, 0, T, 4)
-			combT := DeviceTensor(up(unsafe.Pointer(&comb[0]), 4*len(comb)), Float32, 0, T, 4, 4)
-			outP := up(unsafe.Pointer(&res[0]), 2*len(res))
-			outT := DeviceTensor(outP, BFloat16, 0, T, 4, H)
-			got := make([]BF16, T*4*H)
-			want := refPost(x, res, post, comb, T, H)
-			for i := 0; i < iters; i++ {
-				if err := ctx.HcPost(xT, resT, postT, combT, outT, Stream(st)); err != nil {
-					errs <- err
-					return
-				}
-				if err := cudamem.StreamSynchronize(st); err != nil {
-					errs <- err
-					return
-				}
-				if err := cudamem.CopyFromDevice(unsafe.Pointer(&got[0]), outP, 2*len(got)); err != nil {
-					errs <- err
-					return
-				}
-				for k := range got {
-					if !bf16Close(got[k], want[k]) {
-						errs <- fmt.Errorf("goroutine %d iteration %d: element %d = %g, reference %g", g, i, k,
-							got[k].Float32(), want[k].v)
-						return
-					}
+			if err := cudamem.StreamSynchronize(st); err != nil {
+				return err
+			}
+			if err := cudamem.CopyFromDevice(unsafe.Pointer(&got[0]), outP, 2*len(got)); err != nil {
+				return err
+			}
+			for k := range got {
+				if !bf16Close(got[k], want[k]) {
+					return fmt.Errorf("goroutine %d iteration %d: element %d = %g, reference %g", g, i, k,
+						got[k].Float32(), want[k].v)
 				}
 			}
-		}(g)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
+		}
+		return nil
+	})
+	wait()
 }

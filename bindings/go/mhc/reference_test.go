@@ -42,6 +42,17 @@ func (r *testRNG) f32s(n int, scale, offset float64) []float32 {
 	return out
 }
 
+// postInputs draws the inputs of hc_post for T tokens of hidden size H: x [T, H] and residual
+// [T, 4, H] bf16, post_mix [T, 4] in (0, 2) and comb_mix [T, 4, 4] in (0, 1), not symmetric:
+// catches a missing transpose.
+func (r *testRNG) postInputs(T, H int) (x, res []BF16, post, comb []float32) {
+	x = r.bf16s(T*H, 2)
+	res = r.bf16s(T*4*H, 1)
+	post = r.f32s(T*4, 1, 1)
+	comb = r.f32s(T*16, 0.5, 0.5)
+	return x, res, post, comb
+}
+
 // ---- float64 reference of the spec ----
 
 func sigmoid64(z float64) float64 { return 1 / (1 + math.Exp(-z)) }
@@ -315,6 +326,22 @@ func (w hostWeights) tensors() Weights {
 	return out
 }
 
+// hostPre runs HcPre on host tensors: the residual res [T, 4, H] in, and the outputs in new
+// slices, returned: post_mix [T, 4], comb_mix [T, 4, 4] and layer_input [T, H].
+func hostPre(t *testing.T, ctx *Context, p *Params, w hostWeights, res []BF16, T, H int) (
+	post, comb []float32, li []BF16) {
+	t.Helper()
+	post = make([]float32, T*4)
+	comb = make([]float32, T*16)
+	li = make([]BF16, T*H)
+	if err := ctx.HcPre(p, w.tensors(), HostBF16(res, int64(T), 4, int64(H)),
+		HostF32(post, int64(T), 4), HostF32(comb, int64(T), 4, 4),
+		HostBF16(li, int64(T), int64(H)), Workspace{}, DefaultStream); err != nil {
+		t.Fatal(err)
+	}
+	return post, comb, li
+}
+
 var shapes = []struct{ T, H int }{{1, 8}, {5, 40}, {3, 256}, {2, 7}}
 
 func TestHcPreMatchesReference(t *testing.T) {
@@ -327,15 +354,7 @@ func TestHcPreMatchesReference(t *testing.T) {
 				res := r.bf16s(T*4*H, 1)
 				w := randWeights(r, H, norm)
 				p := DefaultParams()
-				post := make([]float32, T*4)
-				comb := make([]float32, T*16)
-				li := make([]BF16, T*H)
-				err := ctx.HcPre(&p, w.tensors(), HostBF16(res, int64(T), 4, int64(H)),
-					HostF32(post, int64(T), 4), HostF32(comb, int64(T), 4, 4),
-					HostBF16(li, int64(T), int64(H)), Workspace{}, DefaultStream)
-				if err != nil {
-					t.Fatal(err)
-				}
+				post, comb, li := hostPre(t, ctx, &p, w, res, T, H)
 				wp, wc, wl := refPre(res, w.fn, w.scale, w.base, w.norm, p, T, H)
 				checkMixes(t, "post_mix", post, wp)
 				checkMixes(t, "comb_mix", comb, wc)
@@ -377,10 +396,7 @@ func TestHcPostMatchesReference(t *testing.T) {
 		t.Run(fmt.Sprintf("T%d_H%d", s.T, s.H), func(t *testing.T) {
 			r := &testRNG{uint64(77 + s.T*s.H)}
 			T, H := s.T, s.H
-			x := r.bf16s(T*H, 2)
-			res := r.bf16s(T*4*H, 1)
-			post := r.f32s(T*4, 1, 1)      // (0, 2)
-			comb := r.f32s(T*16, 0.5, 0.5) // (0, 1), not symmetric: catches a missing transpose
+			x, res, post, comb := r.postInputs(T, H)
 			out := make([]BF16, T*4*H)
 			if err := ctx.HcPost(HostBF16(x, int64(T), int64(H)), HostBF16(res, int64(T), 4, int64(H)),
 				HostF32(post, int64(T), 4), HostF32(comb, int64(T), 4, 4),
@@ -424,10 +440,7 @@ func TestHcPostPreEqualsPostThenPre(t *testing.T) {
 			t.Run(fmt.Sprintf("T%d_H%d_norm%v", s.T, s.H, norm), func(t *testing.T) {
 				r := &testRNG{uint64(99 + s.T + s.H)}
 				T, H := int64(s.T), int64(s.H)
-				x := r.bf16s(s.T*s.H, 2)
-				res := r.bf16s(s.T*4*s.H, 1)
-				post := r.f32s(s.T*4, 1, 1)
-				comb := r.f32s(s.T*16, 0.5, 0.5)
+				x, res, post, comb := r.postInputs(s.T, s.H)
 				w := randWeights(r, s.H, norm)
 				p := DefaultParams()
 
@@ -443,17 +456,11 @@ func TestHcPostPreEqualsPostThenPre(t *testing.T) {
 				}
 
 				uRes := make([]BF16, s.T*4*s.H)
-				uPost := make([]float32, s.T*4)
-				uComb := make([]float32, s.T*16)
-				uLi := make([]BF16, s.T*s.H)
 				if err := ctx.HcPost(HostBF16(x, T, H), HostBF16(res, T, 4, H), HostF32(post, T, 4),
 					HostF32(comb, T, 4, 4), HostBF16(uRes, T, 4, H), 0); err != nil {
 					t.Fatal(err)
 				}
-				if err := ctx.HcPre(&p, w.tensors(), HostBF16(uRes, T, 4, H), HostF32(uPost, T, 4),
-					HostF32(uComb, T, 4, 4), HostBF16(uLi, T, H), Workspace{}, 0); err != nil {
-					t.Fatal(err)
-				}
+				uPost, uComb, uLi := hostPre(t, ctx, &p, w, uRes, s.T, s.H)
 				sameBF16(t, "residual_out", fRes, uRes)
 				sameF32(t, "post_mix_out", fPost, uPost)
 				sameF32(t, "comb_mix_out", fComb, uComb)
@@ -497,23 +504,9 @@ func TestBatchInvariant(t *testing.T) {
 	w := randWeights(r, H, false)
 	p := DefaultParams()
 	p.BatchInvariant = true
-	post := make([]float32, T*4)
-	comb := make([]float32, T*16)
-	li := make([]BF16, T*H)
-	if err := ctx.HcPre(&p, w.tensors(), HostBF16(res, int64(T), 4, int64(H)),
-		HostF32(post, int64(T), 4), HostF32(comb, int64(T), 4, 4),
-		HostBF16(li, int64(T), int64(H)), Workspace{}, 0); err != nil {
-		t.Fatal(err)
-	}
+	post, comb, li := hostPre(t, ctx, &p, w, res, T, H)
 	for tok := 0; tok < T; tok++ {
-		post1 := make([]float32, 4)
-		comb1 := make([]float32, 16)
-		li1 := make([]BF16, H)
-		if err := ctx.HcPre(&p, w.tensors(), HostBF16(res[tok*4*H:(tok+1)*4*H], 1, 4, int64(H)),
-			HostF32(post1, 1, 4), HostF32(comb1, 1, 4, 4), HostBF16(li1, 1, int64(H)),
-			Workspace{}, 0); err != nil {
-			t.Fatal(err)
-		}
+		post1, comb1, li1 := hostPre(t, ctx, &p, w, res[tok*4*H:(tok+1)*4*H], 1, H)
 		sameF32(t, "post_mix", post[tok*4:(tok+1)*4], post1)
 		sameF32(t, "comb_mix", comb[tok*16:(tok+1)*16], comb1)
 		sameBF16(t, "layer_input", li[tok*H:(tok+1)*H], li1)

@@ -309,6 +309,15 @@ class Context:
         return handle
 
     # ---- helpers ---------------------------------------------------------------------------
+    def _begin(self, params, stream):
+        """(handle, params tuple, stream handle, DLPack stream) of an operator call, checked in
+        this order. The DLPack stream is what describe() passes to CUDA producers: None on the
+        CPU backend."""
+        h = self._live()
+        p = params_tuple(params)
+        s = self._stream(stream)
+        return h, p, s, (s if self._backend == BACKEND_CUDA else None)
+
     def _weights(self, fn, scale, base, norm_weight, keep, stream_fn):
         return (describe(fn, "fn", keep, False, stream_fn),
                 describe(scale, "scale", keep, False, stream_fn),
@@ -340,10 +349,7 @@ class Context:
         residual streams [T,4,H] bf16 with one sub-layer's weights fn [24,4H] f32,
         scale [3] f32, base [24] f32 and optional norm_weight [H] bf16 (fused RMSNorm).
         out: a tuple of the three outputs to write into (then returned)."""
-        h = self._live()
-        p = params_tuple(params)
-        s = self._stream(stream)
-        dls = s if self._backend == BACKEND_CUDA else None
+        h, p, s, dls = self._begin(params, stream)
         keep = []
         r = describe(residual, "residual", keep, False, dls)
         w = self._weights(fn, scale, base, norm_weight, keep, dls)
@@ -367,9 +373,7 @@ class Context:
     def hc_post(self, x, residual, post_mix, comb_mix, out=None, stream=None):
         """hc_post: the new residual streams [T,4,H] bf16 =
         bf16(post_mix[t,j] * x[t,h] + sum_i comb_mix[t,i,j] * residual[t,i,h])."""
-        h = self._live()
-        s = self._stream(stream)
-        dls = s if self._backend == BACKEND_CUDA else None
+        h, _, s, dls = self._begin(None, stream)  # hc_post takes no params
         keep = []
         r, dx, dp, dc = self._post_inputs(x, residual, post_mix, comb_mix, keep, dls)
         dims = residual_dims(r)
@@ -385,10 +389,7 @@ class Context:
         """The fused sub-layer boundary: hc_post, then hc_pre of the next sub-layer (weights
         fn, scale, base, norm_weight) on the new residual. Returns (residual_out, post_mix,
         comb_mix, layer_input), bit for bit what hc_post followed by hc_pre returns."""
-        h = self._live()
-        p = params_tuple(params)
-        s = self._stream(stream)
-        dls = s if self._backend == BACKEND_CUDA else None
+        h, p, s, dls = self._begin(params, stream)
         keep = []
         r, dx, dp, dc = self._post_inputs(x, residual, post_mix, comb_mix, keep, dls)
         w = self._weights(fn, scale, base, norm_weight, keep, dls)
@@ -414,10 +415,7 @@ class Context:
     def hc_head(self, residual, fn, scale, base, params=None, out=None, stream=None):
         """hc_head: collapses the streams at the end of the model: out [T,H] bf16 from
         residual [T,4,H] bf16, fn [4,4H] f32, scale [1] f32, base [4] f32."""
-        h = self._live()
-        p = params_tuple(params)
-        s = self._stream(stream)
-        dls = s if self._backend == BACKEND_CUDA else None
+        h, p, s, dls = self._begin(params, stream)
         keep = []
         r = describe(residual, "residual", keep, False, dls)
         dfn = describe(fn, "fn_head", keep, False, dls)

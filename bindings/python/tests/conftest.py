@@ -55,3 +55,17 @@ class Inputs:
 @pytest.fixture
 def inputs():
     return Inputs()
+
+
+class DLPackOnly:
+    """Only the wrapped array's own __dlpack__/__dlpack_device__ are visible (not its numpy or
+    torch type)."""
+
+    def __init__(self, a):
+        self._a = a
+
+    def __dlpack__(self, stream=None):
+        return self._a.__dlpack__()
+
+    def __dlpack_device__(self):
+        return self._a.__dlpack_device__()

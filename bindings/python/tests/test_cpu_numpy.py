@@ -11,7 +11,7 @@ import pytest
 
 import mhc
 import reference as ref
-from conftest import BF16, Inputs
+from conftest import BF16, DLPackOnly, Inputs
 from mhc import _mhc
 
 
@@ -234,24 +234,11 @@ class FakeDLPack:
         return self.device
 
 
-class NumpyDLPack:
-    """Only numpy's own __dlpack__/__dlpack_device__ are visible."""
-
-    def __init__(self, a):
-        self._a = a
-
-    def __dlpack__(self, stream=None):
-        return self._a.__dlpack__()
-
-    def __dlpack_device__(self):
-        return self._a.__dlpack_device__()
-
-
 def test_dlpack_objects_are_accepted(ctx, inputs):
     d = inputs
     res = FakeDLPack(d.residual, code=4, bits=16)
     nw = FakeDLPack(d.norm_weight, code=4, bits=16)
-    got = ctx.hc_pre(res, NumpyDLPack(d.fn), NumpyDLPack(d.scale), NumpyDLPack(d.base),
+    got = ctx.hc_pre(res, DLPackOnly(d.fn), DLPackOnly(d.scale), DLPackOnly(d.base),
                      norm_weight=nw)
     want = ctx.hc_pre(d.residual, d.fn, d.scale, d.base, norm_weight=d.norm_weight)
     assert res.calls == 1 and nw.calls == 1

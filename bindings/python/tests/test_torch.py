@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 import mhc  # noqa: E402
 import mhc.torch as mt  # noqa: E402
 import reference as ref  # noqa: E402
-from conftest import Inputs  # noqa: E402
+from conftest import DLPackOnly, Inputs  # noqa: E402
 
 
 def t_bf16(bits, device="cpu"):
@@ -106,18 +106,8 @@ def test_cpu_tensor_out_and_views(cpu):
 
 def test_dlpack_of_torch(cpu):
     d = TorchInputs(3, 16)
-
-    class Wrap:
-        def __init__(self, t):
-            self.t = t
-
-        def __dlpack__(self, stream=None):
-            return self.t.__dlpack__()
-
-        def __dlpack_device__(self):
-            return self.t.__dlpack_device__()
-
-    got = cpu.hc_head(Wrap(d.residual), Wrap(d.fn_head), Wrap(d.scale_head), Wrap(d.base_head))
+    got = cpu.hc_head(DLPackOnly(d.residual), DLPackOnly(d.fn_head), DLPackOnly(d.scale_head),
+                      DLPackOnly(d.base_head))
     want = cpu.hc_head(d.residual, d.fn_head, d.scale_head, d.base_head)
     assert np.array_equal(np.asarray(got).view(np.uint16), bits(want))
 
