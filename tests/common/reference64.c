@@ -114,6 +114,16 @@ static double prenorm_gemm(const double *X, int64_t K, const float *fn, int rows
   return ss;
 }
 
+/* One token's streams r [4H] as double into X, and the mixes raw[o] = sum_k X[k] fn[o][k] for
+ * o < rows; returns inv_rms = 1 / sqrt(sum_k X[k]^2 / 4H + rms_eps). */
+static double token_mixes(const uint16_t *r, int64_t H, const float *fn, int rows, float rms_eps,
+                          double *X, double *raw) {
+  const int64_t K = NSTREAMS * H;
+  for (int64_t k = 0; k < K; ++k) X[k] = bf(r[k]);
+  const double ss = prenorm_gemm(X, K, fn, rows, raw);
+  return 1.0 / sqrt(ss / (double)K + (double)rms_eps);
+}
+
 /* The weighted stream sum ol[h] = sum_j pre_j r_j[h] and its budget (see reference64.h). */
 static void weighted_sum(const uint16_t *r, int64_t H, const double pre[4], double gate_err,
                          const double *r_err, double *ol, double *ol_err) {
@@ -129,6 +139,25 @@ static void weighted_sum(const uint16_t *r, int64_t H, const double pre[4], doub
     ol[h] = v;
     ol_err[h] = gate_err * sum_abs_r + 2.0 * NSTREAMS * MHCR_U * mag + perturb;
   }
+}
+
+/* Per-thread buffers of pre_tokens and head_tokens: one token's streams as double (X, 4H) and
+ * its weighted stream sum with budget (ol, ol_err, H). Aborts when out of memory. */
+typedef struct token_scratch {
+  double *X, *ol, *ol_err;
+} token_scratch;
+
+static void scratch_alloc(token_scratch *s, int64_t H) {
+  s->X = (double *)malloc((size_t)(NSTREAMS * H) * sizeof(double));
+  s->ol = (double *)malloc((size_t)H * sizeof(double));
+  s->ol_err = (double *)malloc((size_t)H * sizeof(double));
+  if (!s->X || !s->ol || !s->ol_err) abort();
+}
+
+static void scratch_free(token_scratch *s) {
+  free(s->X);
+  free(s->ol);
+  free(s->ol_err);
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -151,16 +180,13 @@ static void pre_tokens(void *arg, int64_t t0, int64_t t1) {
   const mhc_hc_params *p = j->p;
   const int64_t H = j->H, K = NSTREAMS * H;
   const mhcr_pre_out *o = j->out;
-  double *X = (double *)malloc((size_t)K * sizeof(double));
-  double *ol = (double *)malloc((size_t)H * sizeof(double));
-  double *ol_err = (double *)malloc((size_t)H * sizeof(double));
-  if (!X || !ol || !ol_err) abort();
+  token_scratch sc;
+  scratch_alloc(&sc, H);
+  double *ol = sc.ol, *ol_err = sc.ol_err;
   for (int64_t t = t0; t < t1; ++t) {
     const uint16_t *r = j->residual + t * K;
-    for (int64_t k = 0; k < K; ++k) X[k] = bf(r[k]);
     double raw[NMIX];
-    const double ss = prenorm_gemm(X, K, j->fn, NMIX, raw);
-    const double inv_rms = 1.0 / sqrt(ss / (double)K + (double)p->rms_eps);
+    const double inv_rms = token_mixes(r, H, j->fn, NMIX, p->rms_eps, sc.X, raw);
     double mix[NMIX];
     for (int m = 0; m < NMIX; ++m) mix[m] = raw[m] * inv_rms;
 
@@ -221,9 +247,7 @@ static void pre_tokens(void *arg, int64_t t0, int64_t t1) {
       if (o->layer_input_norm_err) o->layer_input_norm_err[t * H + h] = err;
     }
   }
-  free(X);
-  free(ol);
-  free(ol_err);
+  scratch_free(&sc);
 }
 
 void mhcr_hc_pre(const mhc_hc_params *p, int64_t T, int64_t H, const uint16_t *residual,
@@ -251,16 +275,13 @@ typedef struct head_job {
 static void head_tokens(void *arg, int64_t t0, int64_t t1) {
   const head_job *j = (const head_job *)arg;
   const int64_t H = j->H, K = NSTREAMS * H;
-  double *X = (double *)malloc((size_t)K * sizeof(double));
-  double *ol = (double *)malloc((size_t)H * sizeof(double));
-  double *ol_err = (double *)malloc((size_t)H * sizeof(double));
-  if (!X || !ol || !ol_err) abort();
+  token_scratch sc;
+  scratch_alloc(&sc, H);
+  double *ol = sc.ol, *ol_err = sc.ol_err;
   for (int64_t t = t0; t < t1; ++t) {
     const uint16_t *r = j->residual + t * K;
-    for (int64_t k = 0; k < K; ++k) X[k] = bf(r[k]);
     double raw[NSTREAMS];
-    const double ss = prenorm_gemm(X, K, j->fn, NSTREAMS, raw);
-    const double inv_rms = 1.0 / sqrt(ss / (double)K + (double)j->p->rms_eps);
+    const double inv_rms = token_mixes(r, H, j->fn, NSTREAMS, j->p->rms_eps, sc.X, raw);
     double pre[4];
     for (int q = 0; q < 4; ++q)
       pre[q] = mhcr_sigmoid(raw[q] * inv_rms * (double)j->scale[0] + (double)j->base[q]) +
@@ -272,9 +293,7 @@ static void head_tokens(void *arg, int64_t t0, int64_t t1) {
       if (j->err) j->err[t * H + h] = ol_err[h];
     }
   }
-  free(X);
-  free(ol);
-  free(ol_err);
+  scratch_free(&sc);
 }
 
 void mhcr_hc_head(const mhc_hc_params *p, int64_t T, int64_t H, const uint16_t *residual,

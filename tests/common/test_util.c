@@ -2,11 +2,13 @@
 #define _POSIX_C_SOURCE 200809L
 #include "test_util.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "reference64.h"
@@ -181,6 +183,14 @@ int mhct_device_synchronize(void) {
 
 static int is_host(int32_t device_type) { return device_type == kDLCPU; }
 
+/* Frees host (posix_memalign) or device memory allocated for `device_type`. */
+static void free_bytes(void *p, int32_t device_type) {
+  if (is_host(device_type))
+    free(p);
+  else
+    mhct_device_free(p);
+}
+
 /* memcpy / cudaMemcpy(Default) between any two pointers. */
 static int copy_bytes(void *dst, int dst_host, const void *src, int src_host, size_t n) {
   if (n == 0) return 0;
@@ -298,12 +308,7 @@ void mhct_tensor_wrap(mhct_tensor *t, void *data, int32_t device_type, int32_t d
 }
 
 void mhct_tensor_free(mhct_tensor *t) {
-  if (t->alloc) {
-    if (is_host(t->dl.device.device_type))
-      free(t->alloc);
-    else
-      mhct_device_free(t->alloc);
-  }
+  if (t->alloc) free_bytes(t->alloc, t->dl.device.device_type);
   memset(t, 0, sizeof *t);
 }
 
@@ -544,6 +549,19 @@ mhc_context *mhct_cpu_context(void) {
   return ctx;
 }
 
+mhc_context *mhct_shared_cpu_ctx;
+
+int mhct_setup_cpu_context(void **state) {
+  (void)state;
+  mhct_shared_cpu_ctx = mhct_cpu_context();
+  return mhct_shared_cpu_ctx ? 0 : -1;
+}
+
+int mhct_teardown_cpu_context(void **state) {
+  (void)state;
+  return mhc_context_destroy(mhct_shared_cpu_ctx) == MHC_SUCCESS ? 0 : -1;
+}
+
 const char *mhct_op_name(int32_t op) {
   switch (op) {
     case MHC_OP_HC_PRE: return "hc_pre";
@@ -552,6 +570,22 @@ const char *mhct_op_name(int32_t op) {
     case MHC_OP_HC_POST: return "hc_post";
     default: return "unknown_op";
   }
+}
+
+int mhct_names_arg(const char *msg, const char *name) {
+  const size_t n = strlen(name);
+  for (const char *p = strstr(msg, name); p; p = strstr(p + 1, name)) {
+    const int before = p == msg || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
+    const int after = !(isalnum((unsigned char)p[n]) || p[n] == '_');
+    if (before && after) return 1;
+  }
+  return 0;
+}
+
+double mhct_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 /* ---------------------------------------------------------------------------------------- */
@@ -609,12 +643,7 @@ int mhct_problem_alloc_ex(mhct_problem *pb, int32_t device_type, int64_t T, int6
 void mhct_problem_free(mhct_problem *pb) {
   mhct_tensor *all[PB_NUM_TENSORS] = PB_TENSORS(pb);
   for (int i = 0; i < PB_NUM_TENSORS; ++i) mhct_tensor_free(all[i]);
-  if (pb->workspace) {
-    if (is_host(pb->device_type))
-      free(pb->workspace);
-    else
-      mhct_device_free(pb->workspace);
-  }
+  if (pb->workspace) free_bytes(pb->workspace, pb->device_type);
   memset(pb, 0, sizeof *pb);
 }
 
@@ -727,10 +756,7 @@ int mhct_problem_alloc_workspace(mhct_problem *pb, const mhc_context *ctx) {
     if (b > need) need = b;
   }
   if (pb->workspace) {
-    if (is_host(pb->device_type))
-      free(pb->workspace);
-    else
-      mhct_device_free(pb->workspace);
+    free_bytes(pb->workspace, pb->device_type);
     pb->workspace = NULL;
   }
   pb->workspace_bytes = need;

@@ -170,6 +170,13 @@ mhc_status_t mhct_call_run_parallel(mhc_context *ctx, const mhct_call *c, int nt
 /* Creates a CPU-backend context (NULL on failure, with a line on stderr). */
 mhc_context *mhct_cpu_context(void);
 
+/* cmocka group setup / teardown for the tests of a program that share one CPU-backend context,
+ * mhct_shared_cpu_ctx (setup returns -1 when it cannot be created; teardown -1 when destroying
+ * it fails). */
+extern mhc_context *mhct_shared_cpu_ctx;
+int mhct_setup_cpu_context(void **state);
+int mhct_teardown_cpu_context(void **state);
+
 /* ---------------------------------------------------------------------------------------- */
 /* A complete problem: every tensor of every op for T tokens and hidden size H              */
 /* ---------------------------------------------------------------------------------------- */
@@ -232,6 +239,13 @@ mhct_call mhct_problem_call(const mhct_problem *pb, int32_t op, int with_norm);
 
 /* Name of an op ("hc_pre", ...). */
 const char *mhct_op_name(int32_t op);
+
+/* Does msg name `name` as a word (not as part of a longer identifier)? For checking that an
+ * error message names the offending argument. */
+int mhct_names_arg(const char *msg, const char *name);
+
+/* Monotonic time in seconds. */
+double mhct_now_s(void);
 
 #ifdef __cplusplus
 }

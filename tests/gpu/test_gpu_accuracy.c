@@ -40,7 +40,6 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "gpu_harness.h"
 
@@ -77,12 +76,6 @@ static int teardown(void **state) {
   mhc_context_destroy(g_gpu);
   mhc_context_destroy(g_cpu);
   return 0;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void *xmalloc(size_t n) {
@@ -322,12 +315,12 @@ static void dev_outs_free(dev_outs *o) {
 static void poison(mhct_tensor *t) { assert_int_equal(mhct_tensor_fill_bytes(t, 0xFF), 0); }
 
 static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
-  const double t0 = now_s();
+  const double t0 = mhct_now_s();
   const char *fam_name = fam == MHCT_INPUTS_VLLM ? "vllm" : "model";
   const int64_t TM = Ts[nT - 1];
   group_ref g;
   group_ref_build(&g, fam, TM, H, 0xC0FFEEull + (uint64_t)H * 131 + (uint64_t)fam);
-  const double t_ref = now_s();
+  const double t_ref = mhct_now_s();
 
   /* device copies: inputs, the CPU's hc_post output (input of hc_pre / hc_head here) */
   mhct_problem dp;
@@ -446,7 +439,7 @@ static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
     free(r1g);
   }
   printf("== %s H=%lld: reference %.1f s, GPU checks %.1f s\n", fam_name, (long long)H,
-         t_ref - t0, now_s() - t_ref);
+         t_ref - t0, mhct_now_s() - t_ref);
   free(li_w);
   free(lin_w);
   dev_outs_free(&fused);

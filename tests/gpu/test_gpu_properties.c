@@ -19,7 +19,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,17 +48,6 @@ static int teardown(void **state) {
   return 0;
 }
 
-/* Does msg name `name` as a word? */
-static int names_arg(const char *msg, const char *name) {
-  const size_t n = strlen(name);
-  for (const char *p = strstr(msg, name); p; p = strstr(p + 1, name)) {
-    const int before = p == msg || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
-    const int after = !(isalnum((unsigned char)p[n]) || p[n] == '_');
-    if (before && after) return 1;
-  }
-  return 0;
-}
-
 static void expect_status(mhc_status_t got, mhc_status_t want, const char *name1,
                           const char *name2, const char *what) {
   const char *msg = mhc_last_error_message();
@@ -67,8 +55,10 @@ static void expect_status(mhc_status_t got, mhc_status_t want, const char *name1
     fail_msg("%s: got %s, want %s; message: \"%s\"", what, mhc_status_string(got),
              mhc_status_string(want), msg);
   if (want == MHC_SUCCESS) return;
-  if (name1 && !names_arg(msg, name1)) fail_msg("%s: message lacks '%s': \"%s\"", what, name1, msg);
-  if (name2 && !names_arg(msg, name2)) fail_msg("%s: message lacks '%s': \"%s\"", what, name2, msg);
+  if (name1 && !mhct_names_arg(msg, name1))
+    fail_msg("%s: message lacks '%s': \"%s\"", what, name1, msg);
+  if (name2 && !mhct_names_arg(msg, name2))
+    fail_msg("%s: message lacks '%s': \"%s\"", what, name2, msg);
 }
 
 /* ---------------------------------------------------------------------------------------- */

@@ -81,23 +81,25 @@ int hz_problem_upload(mhct_problem *dev, const mhct_problem *host) {
   return mhct_problem_copy_inputs(dev, host);
 }
 
-#define OUTPUTS(pb)                                                                       \
-  {&(pb)->residual_out, &(pb)->post_mix_out, &(pb)->comb_mix_out, &(pb)->layer_input_out, \
-   &(pb)->out}
-
 int hz_problem_download(mhct_problem *host, const mhct_problem *dev) {
   if (dev->device_type != kDLCPU && mhct_device_synchronize() != 0) return -1;
-  mhct_tensor *h[5] = OUTPUTS(host);
-  const mhct_tensor *d[5] = OUTPUTS(dev);
+  mhct_tensor *h[5] = HZ_OUTPUT_TENSORS(host);
+  const mhct_tensor *d[5] = HZ_OUTPUT_TENSORS(dev);
   for (int i = 0; i < 5; ++i)
     if (mhct_tensor_copy(h[i], d[i]) != 0) return -1;
   return 0;
 }
 
+void hz_written(int32_t op, int w[5]) {
+  w[0] = op == MHC_OP_HC_POST || op == MHC_OP_HC_POST_PRE;
+  w[1] = w[2] = w[3] = op == MHC_OP_HC_PRE || op == MHC_OP_HC_POST_PRE;
+  w[4] = op == MHC_OP_HC_HEAD;
+}
+
 int hz_outputs_save(hz_outputs *o, const mhct_problem *pb) {
   memset(o, 0, sizeof *o);
   if (pb->device_type != kDLCPU && mhct_device_synchronize() != 0) return -1;
-  const mhct_tensor *t[5] = OUTPUTS(pb);
+  const mhct_tensor *t[5] = HZ_OUTPUT_TENSORS(pb);
   for (int i = 0; i < 5; ++i) {
     o->bytes[i] = mhct_tensor_nbytes(t[i]);
     o->data[i] = mhct_tensor_to_host(t[i]);

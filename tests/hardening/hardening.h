@@ -53,6 +53,15 @@ int hz_problem_upload(mhct_problem *dev, const mhct_problem *host);
  * into host's output tensors. Synchronises the device first. */
 int hz_problem_download(mhct_problem *host, const mhct_problem *dev);
 
+/* The five output tensors of a problem, in the order of hz_outputs and hz_written: an
+ * initializer for an array of 5 tensor pointers. */
+#define HZ_OUTPUT_TENSORS(pb)                                                             \
+  {&(pb)->residual_out, &(pb)->post_mix_out, &(pb)->comb_mix_out, &(pb)->layer_input_out, \
+   &(pb)->out}
+
+/* Which of the five outputs (HZ_OUTPUT_TENSORS order) op writes: w[i] = 1 or 0. */
+void hz_written(int32_t op, int w[5]);
+
 /* Host copies of the five output tensors of a problem, for bitwise comparisons. */
 typedef struct hz_outputs {
   size_t bytes[5];
@@ -77,6 +86,17 @@ const char *hz_class_name(int c);
 
 /* Monotonic time in microseconds. */
 double hz_now_us(void);
+
+/* For the CUDA programs (which include cuda_runtime_api.h and cmocka.h): fails the current
+ * test, with the file, line and call on stderr, when a CUDA call fails. */
+#define HZ_CUDA_OK(call)                                                                     \
+  do {                                                                                       \
+    const cudaError_t e_ = (call);                                                           \
+    if (e_ != cudaSuccess) {                                                                 \
+      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+      fail();                                                                                \
+    }                                                                                        \
+  } while (0)
 
 #ifdef __cplusplus
 }

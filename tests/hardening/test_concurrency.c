@@ -70,19 +70,15 @@ static void *worker(void *p) {
   for (int it = 0; it < j->iterations; ++it)
     for (int k = 0; k < NOPS; ++k) {
       const int kk = (k + it) % NOPS; /* threads run different ops at the same moment */
-      mhct_tensor *outs[5] = {&j->pb.residual_out, &j->pb.post_mix_out, &j->pb.comb_mix_out,
-                              &j->pb.layer_input_out, &j->pb.out};
+      mhct_tensor *outs[5] = HZ_OUTPUT_TENSORS(&j->pb);
       for (int o = 0; o < 5; ++o) mhct_tensor_fill_bytes(outs[o], 0xEE);
       if (hz_run(j->ctx, &j->pb, kOps[kk], kNorm[kk], NULL) != MHC_SUCCESS) {
         ++j->failures;
         continue;
       }
       /* compare only what the op writes */
-      const int writes[5] = {kOps[kk] == MHC_OP_HC_POST || kOps[kk] == MHC_OP_HC_POST_PRE,
-                             kOps[kk] == MHC_OP_HC_PRE || kOps[kk] == MHC_OP_HC_POST_PRE,
-                             kOps[kk] == MHC_OP_HC_PRE || kOps[kk] == MHC_OP_HC_POST_PRE,
-                             kOps[kk] == MHC_OP_HC_PRE || kOps[kk] == MHC_OP_HC_POST_PRE,
-                             kOps[kk] == MHC_OP_HC_HEAD};
+      int writes[5];
+      hz_written(kOps[kk], writes);
       for (int o = 0; o < 5; ++o)
         if (writes[o] &&
             memcmp(mhct_tensor_ptr(outs[o]), j->ref[kk].data[o], j->ref[kk].bytes[o]) != 0)

@@ -203,8 +203,7 @@ static void test_use_after_destroy(void **state) {
 static void run_all_ops(mhc_context *ctx, mhct_problem *d, hz_outputs out[6]) {
   const int32_t ops[6] = {MHC_OP_HC_POST, MHC_OP_HC_PRE, MHC_OP_HC_PRE, MHC_OP_HC_POST_PRE,
                           MHC_OP_HC_POST_PRE, MHC_OP_HC_HEAD};
-  mhct_tensor *outs[5] = {&d->residual_out, &d->post_mix_out, &d->comb_mix_out,
-                          &d->layer_input_out, &d->out};
+  mhct_tensor *outs[5] = HZ_OUTPUT_TENSORS(d);
   for (int i = 0; i < 5; ++i) assert_int_equal(mhct_tensor_fill_bytes(outs[i], 0), 0);
   for (int k = 0; k < 6; ++k) {
     const mhc_status_t st = hz_run(ctx, d, ops[k], k == 2 || k == 4, NULL);

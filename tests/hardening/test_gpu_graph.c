@@ -22,15 +22,6 @@
 #include "hardening.h"
 #include "test_util.h"
 
-#define CUDA_OK(call)                                                                        \
-  do {                                                                                       \
-    const cudaError_t e_ = (call);                                                           \
-    if (e_ != cudaSuccess) {                                                                 \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      fail();                                                                                \
-    }                                                                                        \
-  } while (0)
-
 #define MHC_OK(call)                                                                       \
   do {                                                                                     \
     const mhc_status_t s_ = (call);                                                        \
@@ -179,7 +170,7 @@ typedef struct snapshot {
 } snapshot;
 
 static void take(snapshot *s, const mhct_tensor *t[4], cudaStream_t stream) {
-  CUDA_OK(cudaStreamSynchronize(stream));
+  HZ_CUDA_OK(cudaStreamSynchronize(stream));
   for (int i = 0; i < 4; ++i) {
     s->n[i] = mhct_tensor_nbytes(t[i]);
     s->d[i] = mhct_tensor_to_host(t[i]);
@@ -196,7 +187,7 @@ static void graph_case(uint32_t ctx_flags, int64_t T, int64_t H, int nsub) {
   loop L;
   loop_init(&L, ctx, T, H, nsub);
   cudaStream_t stream;
-  CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  HZ_CUDA_OK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
 
   /* eager */
   const mhct_tensor *rf, *pf, *cf;
@@ -208,7 +199,7 @@ static void graph_case(uint32_t ctx_flags, int64_t T, int64_t H, int nsub) {
   /* capture */
   cudaGraph_t graph;
   cudaGraphExec_t exec;
-  CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  HZ_CUDA_OK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
   const mhct_tensor *rg, *pg, *cg;
   const mhc_status_t st = enqueue_loop(ctx, &L, stream, &rg, &pg, &cg);
   const cudaError_t end = cudaStreamEndCapture(stream, &graph);
@@ -219,20 +210,20 @@ static void graph_case(uint32_t ctx_flags, int64_t T, int64_t H, int nsub) {
   }
   assert_ptr_equal(rg, rf);
   size_t nodes = 0;
-  CUDA_OK(cudaGraphGetNodes(graph, NULL, &nodes));
-  CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
+  HZ_CUDA_OK(cudaGraphGetNodes(graph, NULL, &nodes));
+  HZ_CUDA_OK(cudaGraphInstantiate(&exec, graph, 0));
 
   double t0 = 0.0, replay_us = 0.0;
   int bad = 0;
   const int replays = hz_iters(REPLAYS, 50);
   for (int rep = 0; rep < replays && !bad; ++rep) {
     for (int i = 0; i < 4; ++i) /* poison the outputs outside the graph */
-      CUDA_OK(cudaMemsetAsync(mhct_tensor_ptr(outs[i]), 0xA5 ^ (rep & 0xff),
-                              mhct_tensor_nbytes(outs[i]), stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
+      HZ_CUDA_OK(cudaMemsetAsync(mhct_tensor_ptr(outs[i]), 0xA5 ^ (rep & 0xff),
+                                 mhct_tensor_nbytes(outs[i]), stream));
+    HZ_CUDA_OK(cudaStreamSynchronize(stream));
     t0 = hz_now_us();
-    CUDA_OK(cudaGraphLaunch(exec, stream));
-    CUDA_OK(cudaStreamSynchronize(stream));
+    HZ_CUDA_OK(cudaGraphLaunch(exec, stream));
+    HZ_CUDA_OK(cudaStreamSynchronize(stream));
     replay_us += hz_now_us() - t0;
     snapshot now;
     take(&now, outs, stream);

@@ -25,27 +25,11 @@
 #define NTHREADS 8
 #define NOPS 6
 
-#define CUDA_OK(call)                                                                      \
-  do {                                                                                     \
-    const cudaError_t e_ = (call);                                                         \
-    if (e_ != cudaSuccess) {                                                               \
-      fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
-      fail();                                                                              \
-    }                                                                                      \
-  } while (0)
-
 static const int32_t kOps[NOPS] = {MHC_OP_HC_POST, MHC_OP_HC_PRE, MHC_OP_HC_PRE,
                                    MHC_OP_HC_POST_PRE, MHC_OP_HC_POST_PRE, MHC_OP_HC_HEAD};
 static const int kNorm[NOPS] = {0, 0, 1, 0, 1, 0};
 static const int64_t kShapes[NTHREADS][2] = {{1, 4096}, {2, 7168}, {3, 64},  {5, 4096},
                                              {8, 1000}, {16, 4096}, {33, 7168}, {200, 512}};
-
-/* Outputs written by each op: residual_out, post_mix_out, comb_mix_out, layer_input_out, out */
-static void written(int32_t op, int w[5]) {
-  w[0] = op == MHC_OP_HC_POST || op == MHC_OP_HC_POST_PRE;
-  w[1] = w[2] = w[3] = op == MHC_OP_HC_PRE || op == MHC_OP_HC_POST_PRE;
-  w[4] = op == MHC_OP_HC_HEAD;
-}
 
 typedef struct job {
   mhct_problem host, dev;
@@ -61,8 +45,7 @@ typedef struct job {
 static pthread_barrier_t g_barrier;
 
 static mhct_tensor *out_tensor(mhct_problem *pb, int i) {
-  mhct_tensor *t[5] = {&pb->residual_out, &pb->post_mix_out, &pb->comb_mix_out,
-                       &pb->layer_input_out, &pb->out};
+  mhct_tensor *t[5] = HZ_OUTPUT_TENSORS(pb);
   return t[i];
 }
 
@@ -78,9 +61,9 @@ static void jobs_init(job *jobs, mhc_context *ctx) {
       assert_int_equal(hz_outputs_save(&j->ref[k], &j->dev), 0);
     }
     for (int o = 0; o < 5; ++o) {
-      CUDA_OK(cudaMallocHost(&j->download[o], j->ref[0].bytes[o] ? j->ref[0].bytes[o] : 1));
+      HZ_CUDA_OK(cudaMallocHost(&j->download[o], j->ref[0].bytes[o] ? j->ref[0].bytes[o] : 1));
     }
-    CUDA_OK(cudaStreamCreateWithFlags(&j->stream, cudaStreamNonBlocking));
+    HZ_CUDA_OK(cudaStreamCreateWithFlags(&j->stream, cudaStreamNonBlocking));
   }
 }
 
@@ -110,7 +93,7 @@ static void *worker(void *p) {
     for (int k = 0; k < NOPS; ++k) {
       const int kk = (k + it) % NOPS;
       int w[5];
-      written(kOps[kk], w);
+      hz_written(kOps[kk], w);
       for (int o = 0; o < 5; ++o)
         if (w[o])
           cudaMemsetAsync(mhct_tensor_ptr(out_tensor(&j->dev, o)), 0xEE, j->ref[kk].bytes[o],

@@ -15,19 +15,6 @@
 #include "reference64.h"
 #include "test_util.h"
 
-static mhc_context *g_ctx;
-
-static int setup(void **state) {
-  (void)state;
-  g_ctx = mhct_cpu_context();
-  return g_ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return mhc_context_destroy(g_ctx) == MHC_SUCCESS ? 0 : -1;
-}
-
 static uint16_t *bf(const mhct_tensor *t) { return (uint16_t *)mhct_tensor_ptr(t); }
 static float *f32(const mhct_tensor *t) { return (float *)mhct_tensor_ptr(t); }
 static uint16_t B(double v) { return mhct_f64_to_bf16(v); }
@@ -45,7 +32,7 @@ static void tiny(mhct_problem *pb, int64_t H) {
 
 static void run(const mhct_problem *pb, int32_t op, int with_norm) {
   const mhct_call c = mhct_problem_call(pb, op, with_norm);
-  const mhc_status_t st = mhct_call_run(g_ctx, &c);
+  const mhc_status_t st = mhct_call_run(mhct_shared_cpu_ctx, &c);
   if (st != MHC_SUCCESS)
     fail_msg("%s: %s: %s", mhct_op_name(op), mhc_status_string(st), mhc_last_error_message());
 }
@@ -386,7 +373,7 @@ static void test_head(void **state) {
   mhct_call c = mhct_problem_call(&pb, MHC_OP_HC_HEAD, 0);
   c.scale_head = &s3;
   bf(&pb.out)[0] = 0;
-  assert_int_equal(mhct_call_run(g_ctx, &c), MHC_SUCCESS);
+  assert_int_equal(mhct_call_run(mhct_shared_cpu_ctx, &c), MHC_SUCCESS);
   assert_bf16(bf(&pb.out)[0], want);
 
   /* pre_eps is added to the head gates too: pre_eps 0.25 adds 0.25 * 8 = 2 */
@@ -438,5 +425,5 @@ int main(void) {
       cmocka_unit_test(test_head),
       cmocka_unit_test(test_post_pre_identity),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, mhct_setup_cpu_context, mhct_teardown_cpu_context);
 }

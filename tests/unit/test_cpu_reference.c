@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "compare.h"
 #include "reference64.h"
@@ -47,25 +46,7 @@ static const int64_t kTs[] = {0, 1, 3, 8, 17, 128};
 #define NT ((int)(sizeof kTs / sizeof kTs[0]))
 #define TMAX 128
 
-static mhc_context *g_ctx;
 static int g_failures;
-
-static int setup(void **state) {
-  (void)state;
-  g_ctx = mhct_cpu_context();
-  return g_ctx ? 0 : -1;
-}
-
-static int teardown(void **state) {
-  (void)state;
-  return mhc_context_destroy(g_ctx) == MHC_SUCCESS ? 0 : -1;
-}
-
-static double now_s(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static void *xmalloc(size_t n) {
   void *p = malloc(n ? n : 1);
@@ -107,7 +88,7 @@ static void check_bits(const char *tag, const char *what, const void *got, const
 }
 
 static void run_rows(const mhct_call *c, int64_t T) {
-  const mhc_status_t st = mhct_call_run_rows(g_ctx, c, 0, T);
+  const mhc_status_t st = mhct_call_run_rows(mhct_shared_cpu_ctx, c, 0, T);
   if (st != MHC_SUCCESS)
     fail_msg("%s T=%lld: %s: %s", mhct_op_name(c->op), (long long)T, mhc_status_string(st),
              mhc_last_error_message());
@@ -133,37 +114,68 @@ static void outs_free(outs *o) {
   mhct_tensor_free(&o->li);
 }
 
+/* Points the four outputs of a hc_post_pre call at o. */
+static void use_outs(mhct_call *c, const outs *o) {
+  c->residual_out = &o->res;
+  c->post_mix_out = &o->pm;
+  c->comb_mix_out = &o->cm;
+  c->layer_input_out = &o->li;
+}
+
 #define U16(t) ((const uint16_t *)mhct_tensor_ptr(t))
 #define F32(t) ((const float *)mhct_tensor_ptr(t))
 
+/* The float64 hc_pre reference of every token of pb on `residual` ([pb->T, 4, H] bf16) with
+ * pb's weights: the mixes, and layer_input without and with norm_weight, with budgets. */
+typedef struct pre_ref {
+  double *pm, *cm, *li, *li_err, *lin, *lin_err;
+} pre_ref;
+
+static void pre_ref_compute(pre_ref *r, const mhct_problem *pb, const uint16_t *residual) {
+  const int64_t TM = pb->T, H = pb->H;
+  r->pm = xmalloc(sizeof(double) * TM * 4);
+  r->cm = xmalloc(sizeof(double) * TM * 16);
+  r->li = xmalloc(sizeof(double) * TM * H);
+  r->li_err = xmalloc(sizeof(double) * TM * H);
+  r->lin = xmalloc(sizeof(double) * TM * H);
+  r->lin_err = xmalloc(sizeof(double) * TM * H);
+  mhcr_pre_out ro;
+  memset(&ro, 0, sizeof ro);
+  ro.post_mix = r->pm;
+  ro.comb_mix = r->cm;
+  ro.layer_input = r->li;
+  ro.layer_input_err = r->li_err;
+  ro.layer_input_norm = r->lin;
+  ro.layer_input_norm_err = r->lin_err;
+  mhcr_hc_pre(&pb->params, TM, H, residual, F32(&pb->fn), F32(&pb->scale), F32(&pb->base),
+              U16(&pb->norm_weight), GATE_ERR, NULL, &ro);
+}
+
+static void pre_ref_free(pre_ref *r) {
+  free(r->pm);
+  free(r->cm);
+  free(r->li);
+  free(r->li_err);
+  free(r->lin);
+  free(r->lin_err);
+}
+
 static void run_case(mhct_inputs fam, int64_t H) {
-  const double t_start = now_s();
+  const double t_start = mhct_now_s();
   const char *fam_name = fam == MHCT_INPUTS_VLLM ? "vllm" : "model";
   const int64_t TM = TMAX, K = 4 * H;
   mhct_problem pb;
   assert_int_equal(mhct_problem_alloc(&pb, kDLCPU, TM, H, 0), 0);
   mhct_problem_fill(&pb, fam, 1000 + (uint64_t)fam * 7 + (uint64_t)H);
-  const mhc_hc_params *p = &pb.params;
 
   /* ---- float64 references at T = TMAX (per token, so prefixes are the smaller T) ---- */
   double *post = xmalloc(sizeof(double) * TM * K), *post_err = xmalloc(sizeof(double) * TM * K);
   mhcr_hc_post(TM, H, U16(&pb.x), U16(&pb.residual), F32(&pb.post_mix), F32(&pb.comb_mix), post,
                post_err);
-  double *pm = xmalloc(sizeof(double) * TM * 4), *cm = xmalloc(sizeof(double) * TM * 16);
-  double *li = xmalloc(sizeof(double) * TM * H), *li_err = xmalloc(sizeof(double) * TM * H);
-  double *lin = xmalloc(sizeof(double) * TM * H), *lin_err = xmalloc(sizeof(double) * TM * H);
-  mhcr_pre_out ro;
-  memset(&ro, 0, sizeof ro);
-  ro.post_mix = pm;
-  ro.comb_mix = cm;
-  ro.layer_input = li;
-  ro.layer_input_err = li_err;
-  ro.layer_input_norm = lin;
-  ro.layer_input_norm_err = lin_err;
-  mhcr_hc_pre(p, TM, H, U16(&pb.residual), F32(&pb.fn), F32(&pb.scale), F32(&pb.base),
-              U16(&pb.norm_weight), GATE_ERR, NULL, &ro);
+  pre_ref pre;
+  pre_ref_compute(&pre, &pb, U16(&pb.residual));
   double *ho = xmalloc(sizeof(double) * TM * H), *ho_err = xmalloc(sizeof(double) * TM * H);
-  mhcr_hc_head(p, TM, H, U16(&pb.residual), F32(&pb.fn_head), F32(&pb.scale_head),
+  mhcr_hc_head(&pb.params, TM, H, U16(&pb.residual), F32(&pb.fn_head), F32(&pb.scale_head),
                F32(&pb.base_head), GATE_ERR, NULL, ho, ho_err);
 
   /* ---- the library at T = TMAX: every op, kept for the prefix (token independence) check ---- */
@@ -184,36 +196,20 @@ static void run_case(mhct_inputs fam, int64_t H) {
 
   /* the reference of the fused boundary's pre half consumes the library's (checked) hc_post
    * output: the spec feeds hc_pre the bf16 residual that hc_post stored */
-  double *ppm = xmalloc(sizeof(double) * TM * 4), *pcm = xmalloc(sizeof(double) * TM * 16);
-  double *pli = xmalloc(sizeof(double) * TM * H), *pli_err = xmalloc(sizeof(double) * TM * H);
-  double *plin = xmalloc(sizeof(double) * TM * H), *plin_err = xmalloc(sizeof(double) * TM * H);
-  memset(&ro, 0, sizeof ro);
-  ro.post_mix = ppm;
-  ro.comb_mix = pcm;
-  ro.layer_input = pli;
-  ro.layer_input_err = pli_err;
-  ro.layer_input_norm = plin;
-  ro.layer_input_norm_err = plin_err;
-  mhcr_hc_pre(p, TM, H, full_r1, F32(&pb.fn), F32(&pb.scale), F32(&pb.base),
-              U16(&pb.norm_weight), GATE_ERR, NULL, &ro);
+  pre_ref fpre;
+  pre_ref_compute(&fpre, &pb, full_r1);
 
   /* the thread-split run equals the serial one (the GPU tests rely on it) */
   {
     outs par;
     outs_alloc(&par, TM, H);
     mhct_call c = mhct_problem_call(&pb, MHC_OP_HC_POST_PRE, 1);
-    c.residual_out = &par.res;
-    c.post_mix_out = &par.pm;
-    c.comb_mix_out = &par.cm;
-    c.layer_input_out = &par.li;
-    assert_int_equal(mhct_call_run_parallel(g_ctx, &c, 3), MHC_SUCCESS);
+    use_outs(&c, &par);
+    assert_int_equal(mhct_call_run_parallel(mhct_shared_cpu_ctx, &c, 3), MHC_SUCCESS);
     outs ser;
     outs_alloc(&ser, TM, H);
-    c.residual_out = &ser.res;
-    c.post_mix_out = &ser.pm;
-    c.comb_mix_out = &ser.cm;
-    c.layer_input_out = &ser.li;
-    assert_int_equal(mhct_call_run(g_ctx, &c), MHC_SUCCESS);
+    use_outs(&c, &ser);
+    assert_int_equal(mhct_call_run(mhct_shared_cpu_ctx, &c), MHC_SUCCESS);
     char tag[96];
     snprintf(tag, sizeof tag, "[%s H=%lld threads]", fam_name, (long long)H);
     check_bits(tag, "residual_out", mhct_tensor_ptr(&par.res), mhct_tensor_ptr(&ser.res),
@@ -245,18 +241,18 @@ static void run_case(mhct_inputs fam, int64_t H) {
     /* hc_pre, without and with norm_weight */
     snprintf(tag, sizeof tag, "[%s H=%lld T=%lld hc_pre]", fam_name, (long long)H, (long long)T);
     run_rows(&c_pre, T);
-    check_mix(tag, "post_mix", F32(&pb.post_mix_out), pm, (size_t)T * 4);
-    check_mix(tag, "comb_mix", F32(&pb.comb_mix_out), cm, (size_t)T * 16);
-    check_bf16(tag, "layer_input", U16(&pb.layer_input_out), li, li_err, nh);
+    check_mix(tag, "post_mix", F32(&pb.post_mix_out), pre.pm, (size_t)T * 4);
+    check_mix(tag, "comb_mix", F32(&pb.comb_mix_out), pre.cm, (size_t)T * 16);
+    check_bf16(tag, "layer_input", U16(&pb.layer_input_out), pre.li, pre.li_err, nh);
     check_bits(tag, "post_mix vs T=128 run", F32(&pb.post_mix_out), full_pm, (size_t)T * 4, 4);
     check_bits(tag, "comb_mix vs T=128 run", F32(&pb.comb_mix_out), full_cm, (size_t)T * 16, 4);
     check_bits(tag, "layer_input vs T=128 run", U16(&pb.layer_input_out), full_li, nh, 2);
     snprintf(tag, sizeof tag, "[%s H=%lld T=%lld hc_pre+norm]", fam_name, (long long)H,
              (long long)T);
     run_rows(&c_pren, T);
-    check_mix(tag, "post_mix", F32(&pb.post_mix_out), pm, (size_t)T * 4);
-    check_mix(tag, "comb_mix", F32(&pb.comb_mix_out), cm, (size_t)T * 16);
-    check_bf16(tag, "layer_input (norm)", U16(&pb.layer_input_out), lin, lin_err, nh);
+    check_mix(tag, "post_mix", F32(&pb.post_mix_out), pre.pm, (size_t)T * 4);
+    check_mix(tag, "comb_mix", F32(&pb.comb_mix_out), pre.cm, (size_t)T * 16);
+    check_bf16(tag, "layer_input (norm)", U16(&pb.layer_input_out), pre.lin, pre.lin_err, nh);
     check_bits(tag, "layer_input vs T=128 run", U16(&pb.layer_input_out), full_lin, nh, 2);
 
     /* hc_post_pre, without and with norm; == hc_post then hc_pre, bit for bit */
@@ -264,18 +260,15 @@ static void run_case(mhct_inputs fam, int64_t H) {
       snprintf(tag, sizeof tag, "[%s H=%lld T=%lld hc_post_pre%s]", fam_name, (long long)H,
                (long long)T, with_norm ? "+norm" : "");
       mhct_call c = mhct_problem_call(&pb, MHC_OP_HC_POST_PRE, with_norm);
-      c.residual_out = &fused.res;
-      c.post_mix_out = &fused.pm;
-      c.comb_mix_out = &fused.cm;
-      c.layer_input_out = &fused.li;
+      use_outs(&c, &fused);
       mhct_tensor_fill_bytes(&fused.res, 0x7F);
       mhct_tensor_fill_bytes(&fused.li, 0x7F);
       run_rows(&c, T);
       check_bf16(tag, "residual_out", U16(&fused.res), post, post_err, nr);
-      check_mix(tag, "post_mix", F32(&fused.pm), ppm, (size_t)T * 4);
-      check_mix(tag, "comb_mix", F32(&fused.cm), pcm, (size_t)T * 16);
+      check_mix(tag, "post_mix", F32(&fused.pm), fpre.pm, (size_t)T * 4);
+      check_mix(tag, "comb_mix", F32(&fused.cm), fpre.cm, (size_t)T * 16);
       check_bf16(tag, with_norm ? "layer_input (norm)" : "layer_input", U16(&fused.li),
-                 with_norm ? plin : pli, with_norm ? plin_err : pli_err, nh);
+                 with_norm ? fpre.lin : fpre.li, with_norm ? fpre.lin_err : fpre.li_err, nh);
       /* unfused: hc_post (into pb.residual_out, above), then hc_pre on it */
       mhct_call u = mhct_problem_call(&pb, MHC_OP_HC_PRE, with_norm);
       u.residual = &pb.residual_out;
@@ -301,10 +294,7 @@ static void run_case(mhct_inputs fam, int64_t H) {
   /* determinism: the same call twice gives the same bits */
   {
     mhct_call c = mhct_problem_call(&pb, MHC_OP_HC_POST_PRE, 1);
-    c.residual_out = &fused.res;
-    c.post_mix_out = &fused.pm;
-    c.comb_mix_out = &fused.cm;
-    c.layer_input_out = &fused.li;
+    use_outs(&c, &fused);
     run_rows(&c, 17);
     void *a_res = mhct_tensor_to_host(&fused.res), *a_pm = mhct_tensor_to_host(&fused.pm);
     void *a_cm = mhct_tensor_to_host(&fused.cm), *a_li = mhct_tensor_to_host(&fused.li);
@@ -325,11 +315,12 @@ static void run_case(mhct_inputs fam, int64_t H) {
     free(a_li);
   }
 
-  printf("[%s H=%lld] done in %.2f s\n", fam_name, (long long)H, now_s() - t_start);
+  printf("[%s H=%lld] done in %.2f s\n", fam_name, (long long)H, mhct_now_s() - t_start);
   outs_free(&fused);
   outs_free(&unf);
-  free(post); free(post_err); free(pm); free(cm); free(li); free(li_err); free(lin); free(lin_err);
-  free(ho); free(ho_err); free(ppm); free(pcm); free(pli); free(pli_err); free(plin); free(plin_err);
+  free(post); free(post_err); free(ho); free(ho_err);
+  pre_ref_free(&pre);
+  pre_ref_free(&fpre);
   free(full_r1); free(full_pm); free(full_cm); free(full_li); free(full_lin); free(full_ho);
   mhct_problem_free(&pb);
 }
@@ -357,5 +348,5 @@ int main(void) {
       cmocka_unit_test(test_VLLM_7168), cmocka_unit_test(test_MODEL_64),
       cmocka_unit_test(test_MODEL_4096), cmocka_unit_test(test_MODEL_7168),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  return cmocka_run_group_tests(tests, mhct_setup_cpu_context, mhct_teardown_cpu_context);
 }

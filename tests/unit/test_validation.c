@@ -8,7 +8,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ctype.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -28,17 +27,6 @@ enum { T0 = 3, H0 = 8 };
 /* ---------------------------------------------------------------------------------------- */
 /* helpers                                                                                  */
 /* ---------------------------------------------------------------------------------------- */
-
-/* Does msg name `name` as a word (not as part of a longer identifier)? */
-static int names_arg(const char *msg, const char *name) {
-  const size_t n = strlen(name);
-  for (const char *p = strstr(msg, name); p; p = strstr(p + 1, name)) {
-    const int before = p == msg || !(isalnum((unsigned char)p[-1]) || p[-1] == '_');
-    const int after = !(isalnum((unsigned char)p[n]) || p[n] == '_');
-    if (before && after) return 1;
-  }
-  return 0;
-}
 
 /* cmocka 1.1's fail_msg has no location argument; give it one. */
 static void fail_at(const char *file, int line, const char *fmt, ...)
@@ -61,9 +49,9 @@ static void expect_status_(mhc_status_t got, mhc_status_t want, const char *name
     fail_at(file, line, "%s: got %s (%d), want %s; message: \"%s\"", what,
                   mhc_status_string(got), got, mhc_status_string(want), msg);
   if (want == MHC_SUCCESS) return;
-  if (name1 && !names_arg(msg, name1))
+  if (name1 && !mhct_names_arg(msg, name1))
     fail_at(file, line, "%s: message does not name '%s': \"%s\"", what, name1, msg);
-  if (name2 && !names_arg(msg, name2))
+  if (name2 && !mhct_names_arg(msg, name2))
     fail_at(file, line, "%s: message does not name '%s': \"%s\"", what, name2, msg);
 }
 #define expect_status(got, want, name1, name2, what) \
@@ -121,10 +109,13 @@ static fixture F;
 
 static mhct_call base_call(int op_index) { return F.calls[op_index]; }
 
-static int slot_used(const mhct_call *c, slot s) {
+/* The tensor in slot s of the call (NULL when the call does not use the slot). */
+static const mhct_tensor *slot_get(const mhct_call *c, slot s) {
   mhct_call tmp = *c;
-  return *slot_ref(&tmp, s) != NULL;
+  return *slot_ref(&tmp, s);
 }
+
+static int slot_used(const mhct_call *c, slot s) { return slot_get(c, s) != NULL; }
 
 static void describe(char *buf, size_t n, int op_index, slot s, const char *mutation) {
   snprintf(buf, n, "%s, %s: %s", mhct_op_name(kOps[op_index]), kSlotName[s], mutation);
@@ -132,23 +123,29 @@ static void describe(char *buf, size_t n, int op_index, slot s, const char *muta
 
 /* Clears every output of the call to a sentinel so that a later comparison sees real writes. */
 static void poison_outputs(const mhct_call *c) {
-  mhct_call tmp = *c;
   for (int s = S_RESIDUAL_OUT; s < S_COUNT; ++s) {
-    const mhct_tensor *t = *slot_ref(&tmp, (slot)s);
+    const mhct_tensor *t = slot_get(c, (slot)s);
     if (t) mhct_tensor_fill_bytes((mhct_tensor *)t, 0x5A);
   }
 }
 
 /* Every output of the call equals the baseline bits of op op_index. */
 static void expect_baseline_outputs(const mhct_call *c, int op_index, const char *what) {
-  mhct_call tmp = *c;
   for (int s = S_RESIDUAL_OUT; s < S_COUNT; ++s) {
-    const mhct_tensor *t = *slot_ref(&tmp, (slot)s);
+    const mhct_tensor *t = slot_get(c, (slot)s);
     if (!t) continue;
     const void *want = F.baseline[op_index][s];
     assert_non_null(want);
     if (memcmp(mhct_tensor_ptr(t), want, mhct_tensor_nbytes(t)) != 0)
       fail_msg("%s: output %s differs from the baseline", what, kSlotName[s]);
+  }
+}
+
+/* Host copies of the outputs of the call into saved[s] (output slots the call uses only). */
+static void save_outputs(const mhct_call *c, void *saved[S_COUNT]) {
+  for (int s = S_RESIDUAL_OUT; s < S_COUNT; ++s) {
+    const mhct_tensor *t = slot_get(c, (slot)s);
+    if (t) saved[s] = mhct_tensor_to_host(t);
   }
 }
 
@@ -166,11 +163,7 @@ static int setup(void **state) {
       fprintf(stderr, "baseline %s failed: %s\n", mhct_op_name(kOps[i]), mhc_last_error_message());
       return -1;
     }
-    mhct_call tmp = F.calls[i];
-    for (int s = S_RESIDUAL_OUT; s < S_COUNT; ++s) {
-      const mhct_tensor *t = *slot_ref(&tmp, (slot)s);
-      if (t) F.baseline[i][s] = mhct_tensor_to_host(t);
-    }
+    save_outputs(&F.calls[i], F.baseline[i]);
   }
   return 0;
 }
@@ -190,6 +183,10 @@ static mhc_status_t run_with(const mhct_call *base, slot s, const mhct_tensor *m
   *slot_ref(&c, s) = m;
   return mhct_call_run(F.ctx, &c);
 }
+
+/* Runs base with slot s replaced by m and asserts `want` and a message naming that slot. */
+#define expect_slot_status(base, s, m, want, what) \
+  expect_status(run_with((base), (slot)(s), (m)), (want), kSlotName[(s)], NULL, (what))
 
 /* ---------------------------------------------------------------------------------------- */
 /* tensors: NULL, device, dtype, ndim, shape, strides, byte_offset, data, overlap            */
@@ -221,15 +218,13 @@ static void test_wrong_device(void **state) {
     const mhct_call base = base_call(i);
     for (int s = 0; s < S_COUNT; ++s) {
       if (!slot_used(&base, (slot)s)) continue;
-      mhct_call tmp = base;
       for (int d = 0; d < 3; ++d) {
         mhct_tensor m;
-        mhct_tensor_view(&m, *slot_ref(&tmp, (slot)s));
+        mhct_tensor_view(&m, slot_get(&base, (slot)s));
         m.dl.device.device_type = (DLDeviceType)devices[d];
         snprintf(what, sizeof what, "%s, %s: device type %d on the CPU backend",
                  mhct_op_name(kOps[i]), kSlotName[s], devices[d]);
-        expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_DEVICE_MISMATCH, kSlotName[s], NULL,
-                      what);
+        expect_slot_status(&base, s, &m, MHC_ERROR_DEVICE_MISMATCH, what);
       }
     }
   }
@@ -246,8 +241,7 @@ static void test_wrong_dtype(void **state) {
     const mhct_call base = base_call(i);
     for (int s = 0; s < S_COUNT; ++s) {
       if (!slot_used(&base, (slot)s)) continue;
-      mhct_call tmp = base;
-      const mhct_tensor *orig = *slot_ref(&tmp, (slot)s);
+      const mhct_tensor *orig = slot_get(&base, (slot)s);
       const int is_bf16 = orig->dl.dtype.code == kDLBfloat;
       for (int d = 0; d < 4; ++d) {
         mhct_tensor m;
@@ -256,8 +250,7 @@ static void test_wrong_dtype(void **state) {
         snprintf(what, sizeof what, "%s, %s: dtype code %u bits %u lanes %u",
                  mhct_op_name(kOps[i]), kSlotName[s], m.dl.dtype.code, m.dl.dtype.bits,
                  m.dl.dtype.lanes);
-        expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_NOT_SUPPORTED, kSlotName[s], NULL,
-                      what);
+        expect_slot_status(&base, s, &m, MHC_ERROR_NOT_SUPPORTED, what);
       }
     }
   }
@@ -270,22 +263,19 @@ static void test_wrong_ndim(void **state) {
     const mhct_call base = base_call(i);
     for (int s = 0; s < S_COUNT; ++s) {
       if (!slot_used(&base, (slot)s)) continue;
-      mhct_call tmp = base;
-      const mhct_tensor *orig = *slot_ref(&tmp, (slot)s);
+      const mhct_tensor *orig = slot_get(&base, (slot)s);
       mhct_tensor m;
       /* one dimension fewer */
       mhct_tensor_view(&m, orig);
       m.dl.ndim -= 1;
       describe(what, sizeof what, i, (slot)s, "ndim - 1");
-      expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s], NULL,
-                    what);
+      expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
       /* one more dimension (of size 2: a trailing 1 would be the valid [T,4,1] post_mix) */
       mhct_tensor_view(&m, orig);
       m.shape[m.dl.ndim] = 2;
       m.dl.ndim += 1;
       describe(what, sizeof what, i, (slot)s, "ndim + 1");
-      expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s], NULL,
-                    what);
+      expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
     }
   }
 }
@@ -300,8 +290,7 @@ static void test_wrong_shape(void **state) {
     const mhct_call base = base_call(i);
     for (int s = 0; s < S_COUNT; ++s) {
       if (!slot_used(&base, (slot)s)) continue;
-      mhct_call tmp = base;
-      const mhct_tensor *orig = *slot_ref(&tmp, (slot)s);
+      const mhct_tensor *orig = slot_get(&base, (slot)s);
       for (int d = 0; d < orig->dl.ndim; ++d) {
         for (int k = 0; k < 3; ++k) {
           mhct_tensor m;
@@ -319,7 +308,7 @@ static void test_wrong_shape(void **state) {
             int named = 0;
             for (int o = 0; o < S_COUNT; ++o)
               if (o != S_RESIDUAL && slot_used(&base, (slot)o) &&
-                  names_arg(mhc_last_error_message(), kSlotName[o]))
+                  mhct_names_arg(mhc_last_error_message(), kSlotName[o]))
                 named = 1;
             if (!named)
               fail_msg("%s: message names no inconsistent argument: %s", what,
@@ -343,9 +332,8 @@ static void test_post_mix_shapes(void **state) {
     const slot slots[2] = {S_POST_MIX, S_POST_MIX_OUT};
     for (int k = 0; k < 2; ++k) {
       if (!slot_used(&base, slots[k])) continue;
-      mhct_call tmp = base;
       mhct_tensor m;
-      mhct_tensor_view(&m, *slot_ref(&tmp, slots[k]));
+      mhct_tensor_view(&m, slot_get(&base, slots[k]));
       m.shape[2] = 1;
       m.dl.ndim = 3;
       mhct_call c = base;
@@ -362,7 +350,7 @@ static void test_post_mix_shapes(void **state) {
       expect_status(mhct_call_run(F.ctx, &c), MHC_SUCCESS, NULL, NULL, what);
       expect_baseline_outputs(&c, i, what);
       /* [T,1,4] and [T,4,2] are not post_mix shapes */
-      mhct_tensor_view(&m, *slot_ref(&tmp, slots[k]));
+      mhct_tensor_view(&m, slot_get(&base, slots[k]));
       m.shape[1] = 1;
       m.shape[2] = 4;
       m.dl.ndim = 3;
@@ -395,8 +383,7 @@ static void test_strides(void **state) {
     /* a non-dense stride in any dimension of size > 1 of any argument: rejected */
     for (int s = 0; s < S_COUNT; ++s) {
       if (!slot_used(&base, (slot)s)) continue;
-      mhct_call tmp = base;
-      const mhct_tensor *orig = *slot_ref(&tmp, (slot)s);
+      const mhct_tensor *orig = slot_get(&base, (slot)s);
       for (int d = 0; d < orig->dl.ndim; ++d) {
         if (orig->dl.shape[d] == 1) continue;
         mhct_tensor m;
@@ -406,8 +393,7 @@ static void test_strides(void **state) {
         snprintf(what, sizeof what, "%s, %s: stride[%d] = %lld (dense %lld)",
                  mhct_op_name(kOps[i]), kSlotName[s], d, (long long)m.strides[d],
                  (long long)m.strides[d] - 1);
-        expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s],
-                      NULL, what);
+        expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
       }
       if (orig->dl.ndim == 2 && orig->dl.shape[0] > 1 && orig->dl.shape[1] > 1) { /* column-major */
         mhct_tensor m;
@@ -417,8 +403,7 @@ static void test_strides(void **state) {
           mhct_tensor_set_strides(&m, cm);
           snprintf(what, sizeof what, "%s, %s: column-major strides", mhct_op_name(kOps[i]),
                    kSlotName[s]);
-          expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s],
-                        NULL, what);
+          expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
         }
       }
     }
@@ -437,8 +422,7 @@ static void test_strides_of_size_one_dims_ignored(void **state) {
     mhct_call c = mhct_problem_call(&pb, kOps[i], 1);
     assert_int_equal(mhct_call_run(F.ctx, &c), MHC_SUCCESS);
     void *want[S_COUNT] = {0};
-    for (int s = S_RESIDUAL_OUT; s < S_COUNT; ++s)
-      if (*slot_ref(&c, (slot)s)) want[s] = mhct_tensor_to_host(*slot_ref(&c, (slot)s));
+    save_outputs(&c, want);
     mhct_tensor ms[S_COUNT];
     const slot token_slots[9] = {S_X,           S_RESIDUAL,     S_POST_MIX,
                                  S_COMB_MIX,    S_RESIDUAL_OUT, S_POST_MIX_OUT,
@@ -474,8 +458,7 @@ static void test_byte_offset(void **state) {
     const mhct_call base = base_call(i);
     for (int s = 0; s < S_COUNT; ++s) {
       if (!slot_used(&base, (slot)s)) continue;
-      mhct_call tmp = base;
-      const mhct_tensor *orig = *slot_ref(&tmp, (slot)s);
+      const mhct_tensor *orig = slot_get(&base, (slot)s);
       const size_t esize = mhct_tensor_elem_size(orig);
       const uint64_t offsets[3] = {64, 2 * esize, 6 * esize};
       for (int k = 0; k < 3; ++k) {
@@ -504,22 +487,19 @@ static void test_byte_offset(void **state) {
       mhct_tensor_view(&m, orig);
       m.dl.byte_offset = esize / 2; /* 1 for bf16, 2 for f32 */
       describe(what, sizeof what, i, (slot)s, "misaligned byte_offset");
-      expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s], NULL,
-                    what);
+      expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
       /* misaligned data pointer with byte_offset 0 */
       mhct_tensor_view(&m, orig);
       m.dl.data = (char *)orig->dl.data + 1;
       m.dl.byte_offset = 0;
       describe(what, sizeof what, i, (slot)s, "misaligned data pointer");
-      expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s], NULL,
-                    what);
+      expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
       /* data NULL with elements */
       mhct_tensor_view(&m, orig);
       m.dl.data = NULL;
       m.dl.byte_offset = 0;
       describe(what, sizeof what, i, (slot)s, "data NULL");
-      expect_status(run_with(&base, (slot)s, &m), MHC_ERROR_INVALID_ARGUMENT, kSlotName[s], NULL,
-                    what);
+      expect_slot_status(&base, s, &m, MHC_ERROR_INVALID_ARGUMENT, what);
     }
   }
 }
@@ -534,9 +514,8 @@ static void test_overlap(void **state) {
       if (!slot_used(&base, (slot)o)) continue;
       for (int s = 0; s < S_COUNT; ++s) {
         if (s == o || !slot_used(&base, (slot)s)) continue;
-        mhct_call tmp = base;
-        const mhct_tensor *out = *slot_ref(&tmp, (slot)o);
-        const mhct_tensor *other = *slot_ref(&tmp, (slot)s);
+        const mhct_tensor *out = slot_get(&base, (slot)o);
+        const mhct_tensor *other = slot_get(&base, (slot)s);
         for (int partial = 0; partial < 2; ++partial) {
           mhct_tensor m;
           mhct_tensor_view(&m, out);
@@ -999,13 +978,13 @@ static void test_last_error_message(void **state) {
   (void)mhc_workspace_size(F.ctx, MHC_OP_HC_PRE, &F.pb.params, -5, 64, &b);
   char mine[256];
   snprintf(mine, sizeof mine, "%s", mhc_last_error_message());
-  assert_true(names_arg(mine, "num_tokens"));
+  assert_true(mhct_names_arg(mine, "num_tokens"));
   msg_thread m;
   pthread_t tid;
   assert_int_equal(pthread_create(&tid, NULL, msg_thread_main, &m), 0);
   assert_int_equal(pthread_join(tid, NULL), 0);
   assert_string_equal(m.first, "");
-  assert_true(names_arg(m.after, "op"));
+  assert_true(mhct_names_arg(m.after, "op"));
   assert_string_equal(m.success, m.after);
   assert_string_equal(mhc_last_error_message(), mine); /* the other thread did not touch ours */
 }
