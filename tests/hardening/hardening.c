@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 int32_t hz_device_type = kDLCPU;
 int hz_quick = 0;
@@ -159,8 +158,4 @@ const char *hz_class_name(int c) {
   }
 }
 
-double hz_now_us(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
+double hz_now_us(void) { return 1e6 * mhct_now_s(); }
