@@ -13,30 +13,54 @@
 
 namespace mhc::cuda {
 
-// Sinkhorn of spec §2.1 on lanes 8..23 of a warp (lane 8 + 4a + c holds comb[a][c]).
-// All 32 lanes execute the shuffles; lanes outside 8..23 compute throw-away values.
-__device__ __forceinline__ float sinkhorn_lane(float logit, int iters, float eps) {
-  const int lane = threadIdx.x % 32;
-  const int idx = (lane >= 8 && lane < 24) ? lane - 8 : 0;
-  const int a = idx / 4, c = idx % 4;
-  auto row = [&](float v, int k) { return __shfl_sync(0xffffffffu, v, 8 + 4 * a + k); };
-  auto col = [&](float v, int k) { return __shfl_sync(0xffffffffu, v, 8 + 4 * k + c); };
+// 1/s with one hardware reciprocal (MUFU.RCP, <= 1 ulp). Sinkhorn sums are >= eps > 0 or
+// NaN/Inf (which it propagates: 1/Inf = 0, 1/NaN = NaN), so flushing denormal s is moot.
+__device__ __forceinline__ float rcp_approx(float s) {
+  float r;
+  asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(s));
+  return r;
+}
 
+// Sinkhorn of spec §2.1 on a 4x4 held whole in every lane's registers (c[4a + k] =
+// comb[a][k]). The 39 dependent normalisations are the latency floor of the decode epilogue:
+// with the matrix in registers a normalisation is two adds deep ((c0 + c1) + (c2 + c3)), then
+// + eps, ONE reciprocal per row or column and four multiplies -- no shuffle round trips, and
+// 4 MUFU operations rather than 16 divides (which made an earlier register version
+// throughput-bound). v / s is v * (1/s): <= 2 ulp, the comb tolerance of 1e-4 leaves ample room.
+__device__ __forceinline__ void sinkhorn_4x4(float c[16], int iters, float eps) {
+  auto sum4 = [](float a, float b, float c2, float d) { return (a + b) + (c2 + d); };
   // row softmax, then + eps
-  const float r0 = row(logit, 0), r1 = row(logit, 1), r2 = row(logit, 2), r3 = row(logit, 3);
-  const float m = fmaxf(fmaxf(fmaxf(r0, r1), r2), r3);
-  const float e = expf(logit - m);
-  const float row_sum = ((row(e, 0) + row(e, 1)) + row(e, 2)) + row(e, 3);
-  // The 39 dependent normalisations are the latency floor of the epilogue: divide with the
-  // fast reciprocal-multiply (<= 2 ulp; the comb tolerance of 1e-4 leaves ample room).
-  float v = __fdividef(e, row_sum) + eps;
-  // column normalisation, then (iters - 1) row + column normalisations
-  v = __fdividef(v, (((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
-  for (int it = 1; it < iters; ++it) {
-    v = __fdividef(v, (((row(v, 0) + row(v, 1)) + row(v, 2)) + row(v, 3)) + eps);
-    v = __fdividef(v, (((col(v, 0) + col(v, 1)) + col(v, 2)) + col(v, 3)) + eps);
+#pragma unroll
+  for (int a = 0; a < 4; ++a) {
+    float *r = c + 4 * a;
+    const float m = fmaxf(fmaxf(r[0], r[1]), fmaxf(r[2], r[3]));
+#pragma unroll
+    for (int k = 0; k < 4; ++k) r[k] = expf(r[k] - m);
+    const float inv = rcp_approx(sum4(r[0], r[1], r[2], r[3]));
+#pragma unroll
+    for (int k = 0; k < 4; ++k) r[k] = r[k] * inv + eps;
   }
-  return v;
+  auto normalize_columns = [&]() {
+    float inv[4];
+#pragma unroll
+    for (int k = 0; k < 4; ++k) inv[k] = rcp_approx(sum4(c[k], c[4 + k], c[8 + k], c[12 + k]) + eps);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) c[i] *= inv[i % 4];
+  };
+  auto normalize_rows = [&]() {
+    float inv[4];
+#pragma unroll
+    for (int a = 0; a < 4; ++a)
+      inv[a] = rcp_approx(sum4(c[4 * a], c[4 * a + 1], c[4 * a + 2], c[4 * a + 3]) + eps);
+#pragma unroll
+    for (int i = 0; i < 16; ++i) c[i] *= inv[i / 4];
+  };
+  // column normalisation, then (iters - 1) row + column normalisations
+  normalize_columns();
+  for (int it = 1; it < iters; ++it) {
+    normalize_rows();
+    normalize_columns();
+  }
 }
 
 // The mix of this lane's output: its dot product times the token's RMS factor over 4H.
@@ -52,14 +76,21 @@ __device__ __forceinline__ float pre_gate(const FinalizeArgs &a, float mix, int 
 }
 
 // hc_pre only, whole warp (warp-uniform call): post_mix from lanes 4..7, comb_mix from the
-// Sinkhorn on lanes 8..23, both written for token t.
+// Sinkhorn of the logits of lanes 8..23, both written for token t.
 __device__ __forceinline__ void write_post_and_comb(const FinalizeArgs &a, int64_t t, float mix) {
   const int lane = threadIdx.x % 32;
   if (lane >= 4 && lane < 8)
     a.post_mix[t * 4 + (lane - 4)] = sigmoid_f32(mix * a.scale[1] + a.base[lane]) * a.post_mult;
   const float logit = lane < 24 ? mix * a.scale[2] + a.base[lane] : 0.0f;
-  const float comb = sinkhorn_lane(logit, a.sinkhorn_iters, a.sinkhorn_eps);
-  if (lane >= 8 && lane < 24) a.comb_mix[t * 16 + (lane - 8)] = comb;
+  float c[16];
+#pragma unroll
+  for (int i = 0; i < 16; ++i) c[i] = __shfl_sync(0xffffffffu, logit, 8 + i);
+  sinkhorn_4x4(c, a.sinkhorn_iters, a.sinkhorn_eps);
+  // lane 8 + i writes element i (a select chain, not a runtime index into c: no local memory)
+  float mine = c[0];
+#pragma unroll
+  for (int i = 1; i < 16; ++i) mine = lane == 8 + i ? c[i] : mine;
+  if (lane >= 8 && lane < 24) a.comb_mix[t * 16 + (lane - 8)] = mine;
 }
 
 // The unrounded pre-weighted sum of the 4 streams (8 channels of each, loaded).

@@ -59,6 +59,11 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
   // Only x (fused) depends on the kernel before us when launched with PDL; everything is
   // simplest and safe if we wait before touching any argument.
   wait_for_prior_grid();
+  // With partials (kEpi == 0) a finalize follows: let it launch now, so its CTAs are resident
+  // and parked in their own wait (which still waits for this whole grid and its writes) when
+  // we finish -- its launch latency leaves the decode critical path. The cluster mode ends
+  // the op, so it lets the caller's next kernel go only at its end.
+  if constexpr (kEpi == 0) allow_dependent_launch();
 
   for (int64_t t0 = static_cast<int64_t>(blockIdx.y) * TPB; t0 < T;
        t0 += static_cast<int64_t>(gridDim.y) * TPB) {
@@ -174,7 +179,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
     }
     __syncthreads();  // s_red and s_mix are reused by the next token block
   }
-  allow_dependent_launch();
+  if constexpr (kEpi != 0) allow_dependent_launch();
 }
 
 template <int NOUT, int G, int TPB, bool kFused, int kEpi>
