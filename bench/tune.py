@@ -42,7 +42,9 @@ def cluster_kernel_fits(n_out, C, H):
 
 
 def candidates(T, H, head):
-    """(variant, splits, groups, tokens_per_cta, token_ctas, cluster) worth timing at T, H."""
+    """(variant, splits, groups, tokens_per_cta, token_ctas, cluster, early_launch) worth timing
+    at T, H. early_launch (the finalize launched when the split-K GEMM starts) is tried both
+    ways at decode sizes, where it measured sometimes faster and sometimes slower."""
     out = []
     n_out = 4 if head else 24
     groups = 1 if head else 8
@@ -51,17 +53,18 @@ def candidates(T, H, head):
             if tpb > 1 and tpb > T:
                 continue
             splits = min(256, -(-H // chunk))
-            out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0))
+            for early in ((0, 1) if T <= 32 else (0,)):
+                out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0, early))
             if not head and T <= 32 and splits <= 16:  # one kernel: splits form a cluster
                 for ctas in sorted({-(-T // tpb), min(4, -(-T // tpb))}):
-                    out.append((FMA, splits, 8, tpb, ctas, 1))
+                    out.append((FMA, splits, 8, tpb, ctas, 1, 0))
     if T >= 64 and not head:  # tensor-core kernel: channels per split
         for chunk in (64, 128, 256, 512):
-            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, 0))
+            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, 0, 0))
     if T >= 128:  # one-pass cluster kernel
         for C in (8, 16):
             if cluster_kernel_fits(n_out, C, H):
-                out.append((CLUSTER, C, 0, 0, 0, 0))
+                out.append((CLUSTER, C, 0, 0, 0, 0, 0))
     return out
 
 
@@ -124,19 +127,20 @@ def main():
 
     table = "kHeadTable" if args.head else "kPreTable"
     print(f"\nSuggested {table} rows {{max_tokens, variant, channels/split, groups, tpb, ctas, "
-          "cluster_ctas, one_kernel} (from the largest hidden size measured):")
+          "cluster_ctas, one_kernel, max_splits, early_launch} (from the largest hidden size measured):")
     H = max(hidden)
     for T in tokens:
         if (T, H) not in best:
             continue
-        _, (variant, splits, groups, tpb, ctas, cluster), _ = best[(T, H)]
+        _, (variant, splits, groups, tpb, ctas, cluster, early), _ = best[(T, H)]
         if variant == CLUSTER:  # the row's fallback (split-K) is the table's business
             print(f"    {{{T}, kFma, 512, {1 if args.head else 8}, 4, 256, {splits}, false}},")
             continue
         chunk = -(-H // splits)
         name = "kMma" if variant == MMA else "kFma"
         one = "true" if cluster else "false"
-        print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}, 0, {one}}},")
+        print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}, 0, {one}, 0, "
+              f"{'true' if early else 'false'}}},")
     return 0
 
 

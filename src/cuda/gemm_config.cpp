@@ -22,6 +22,7 @@ struct Row {
                      // where the device and H allow it; else the configuration above
   bool one_kernel;   // FMA: cluster mode (the splits finish the op), where the device allows
   int max_splits = 0;  // > 0: double `chunk` until ceil(H / chunk) <= max_splits
+  bool early_launch = false;  // GemmConfig::early_launch
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
@@ -47,12 +48,13 @@ void read_env_override(const char *name, int which) {
   const char *v = std::getenv(name);
   if (v == nullptr) return;
   GemmConfig c{};
-  int variant = 0, cluster = 0;
-  const int n = std::sscanf(v, "%d,%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups,
-                            &c.tokens_per_cta, &c.token_ctas, &cluster);
-  if ((n == 5 || n == 6) && variant >= 0 && variant <= 2) {
+  int variant = 0, cluster = 0, early = 0;
+  const int n = std::sscanf(v, "%d,%d,%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups,
+                            &c.tokens_per_cta, &c.token_ctas, &cluster, &early);
+  if (n >= 5 && variant >= 0 && variant <= 2) {
     c.variant = static_cast<GemmVariant>(variant);
     c.cluster = cluster != 0;
+    c.early_launch = early != 0;
     g_override[which] = c;
     g_override_set[which] = true;
   }
@@ -92,6 +94,7 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   c.out_groups = r.out_groups;
   c.tokens_per_cta = r.tokens_per_cta;
   c.token_ctas = r.token_ctas;
+  c.early_launch = r.early_launch;
   // every split of the row in one cluster, where they fit (else the split-K pair)
   if (r.one_kernel && n_out == 24 && c.splits <= caps.max_cluster_ctas) c.cluster = true;
   if (r.cluster_ctas > 0) {

@@ -29,7 +29,15 @@ struct GemmConfig {
   int token_ctas;      // FMA: grid.y cap, CTAs along the tokens (each loops over blocks)
   bool cluster = false; // FMA: the splits of a token block form a cluster and finish the op
                         // themselves (one kernel, no finalize; sm_90+, splits <= 16)
+  bool early_launch = false;  // FMA split-K: the finalize may launch (PDL) when the GEMM
+                              // starts rather than when it ends; faster for some grids,
+                              // slower for others (TUNING.md), so it is a table field
 };
+
+// The Sinkhorn runs in its register form up to this many tokens, in its lane form above
+// (mix_epilogue.cuh; same bits): on an H200 the register form is faster while few tokens'
+// warps share an SM (hc_pre T <= 128 by 0.1-0.4 us) and slower at T = 512 (by 0.2-0.8 us).
+constexpr int64_t kRegisterSinkhornMaxTokens = 128;
 
 // The configuration for n_out outputs (24 for hc_pre, 4 for hc_head).
 GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant,
@@ -53,8 +61,8 @@ bool fuse_post_into_gemm(const GemmConfig &c, int64_t T);
 
 // Process-wide overrides for the bench's tuning mode, read once (at the first call):
 // MHC_GEMM_CONFIG (hc_pre, hc_post_pre) and MHC_HEAD_GEMM_CONFIG (hc_head), each
-// "variant,splits,groups,tpb,ctas[,cluster]" with variant 0 = FMA (cluster = 1: its
-// one-kernel mode), 1 = MMA, 2 = one-pass cluster kernel (splits = CTAs per cluster). An
+// "variant,splits,groups,tpb,ctas[,cluster[,early_launch]]" with variant 0 = FMA (cluster = 1:
+// its one-kernel mode), 1 = MMA, 2 = one-pass cluster kernel (splits = CTAs per cluster). An
 // override that cannot handle H is ignored. Never set in production.
 
 }  // namespace mhc::cuda

@@ -73,6 +73,7 @@ struct FinalizeArgs {
   const uint16_t *norm_weight;  // [H] or nullptr
   float rms_eps, pre_eps, sinkhorn_eps, post_mult, norm_eps;
   int sinkhorn_iters;
+  bool sinkhorn_in_registers;  // the decode form of the Sinkhorn (same bits as the other)
   float *post_mix;       // [T, 4]   (hc_pre only)
   float *comb_mix;       // [T, 4, 4] (hc_pre only)
   uint16_t *out;         // [T, H] layer_input or head output
@@ -89,6 +90,7 @@ struct GemmArgs {
   const float *post_mix, *comb_mix;
   uint16_t *residual_out;
   int64_t vectors_per_split;  // set by the launcher
+  bool early_launch;          // set by the launcher: GemmConfig::early_launch
 };
 // In cluster mode (c.cluster) the kernel also finishes the op with `epi` (the finalize's
 // arguments; its splits and partials unused): the partials never leave the cluster.

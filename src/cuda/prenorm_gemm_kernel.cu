@@ -59,11 +59,12 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
   // Only x (fused) depends on the kernel before us when launched with PDL; everything is
   // simplest and safe if we wait before touching any argument.
   wait_for_prior_grid();
-  // With partials (kEpi == 0) a finalize follows: let it launch now, so its CTAs are resident
-  // and parked in their own wait (which still waits for this whole grid and its writes) when
-  // we finish -- its launch latency leaves the decode critical path. The cluster mode ends
-  // the op, so it lets the caller's next kernel go only at its end.
-  if constexpr (kEpi == 0) allow_dependent_launch();
+  // With partials (kEpi == 0) a finalize follows. Early launch lets it launch now, so its CTAs
+  // are resident and parked in their own wait (which still waits for this whole grid and its
+  // writes) when we finish: its launch latency leaves the critical path. That measured faster
+  // for some grids and slower for others, so the dispatch table decides. The cluster mode
+  // ends the op and lets the caller's next kernel go only at its end.
+  if (kEpi == 0 && a.early_launch) allow_dependent_launch();
 
   for (int64_t t0 = static_cast<int64_t>(blockIdx.y) * TPB; t0 < T;
        t0 += static_cast<int64_t>(gridDim.y) * TPB) {
@@ -179,7 +180,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
     }
     __syncthreads();  // s_red and s_mix are reused by the next token block
   }
-  if constexpr (kEpi != 0) allow_dependent_launch();
+  if (kEpi != 0 || !a.early_launch) allow_dependent_launch();
 }
 
 template <int NOUT, int G, int TPB, bool kFused, int kEpi>
@@ -248,6 +249,7 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
   const int64_t n_vec = (a.H + kVecWidth - 1) / kVecWidth;
   GemmArgs args = a;
   args.vectors_per_split = (n_vec + c.splits - 1) / c.splits;
+  args.early_launch = c.early_launch && !c.cluster;
   const bool vec = a.H % kVecWidth == 0 && is_aligned16(a.residual) && is_aligned16(a.fn) &&
                    (!fused || (is_aligned16(a.x) && is_aligned16(a.residual_out))) &&
                    (!c.cluster || (is_aligned16(epi.out) &&

@@ -55,7 +55,6 @@ __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uin
                                                               int64_t n) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 256 + threadIdx.x;
   wait_for_prior_grid();
-  allow_dependent_launch();  // the GEMM follows; its own wait covers our writes
   if (i >= n) return;
   uint16_t p[3];
   split_bf16x3(fn[i], p);
@@ -78,7 +77,6 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 5 : 3) prenorm_mma_kernel
   const int64_t chunk_end = min(n_chunks, chunk_begin + a.vectors_per_split);
 
   wait_for_prior_grid();
-  allow_dependent_launch();  // the finalize follows; its own wait covers our writes
 
   float acc[kMTiles][kNTiles][4];
   float sum_sq[kMTiles][2];
@@ -206,6 +204,7 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 5 : 3) prenorm_mma_kernel
     const int64_t t = warp_t0 + row;
     if (t < T) part[t * 25 + o] = v;
   });
+  allow_dependent_launch();
 }
 
 }  // namespace
