@@ -46,8 +46,11 @@ ctest --test-dir "$BUILD" -L gpu "${EXCLUDE[@]}" ${MHC_SANITIZER_FILTER:+-R "$MH
 import json, shlex, sys
 d = json.load(sys.stdin)
 for t in d.get("tests", []):
-    cwd = next((p["value"] for p in t.get("properties", []) if p["name"] == "WORKING_DIRECTORY"), ".")
-    print(t["name"] + "\t" + cwd + "\t" + " ".join(shlex.quote(a) for a in t["command"]))
+    props = {p["name"]: p["value"] for p in t.get("properties", [])}
+    cwd = props.get("WORKING_DIRECTORY", ".")
+    env = " ".join(shlex.quote(e) for e in props.get("ENVIRONMENT", []))  # e.g. a config override
+    print(t["name"] + "\t" + cwd + "\t" + (("env " + env + " ") if env else "") +
+          " ".join(shlex.quote(a) for a in t["command"]))
 ' >"$LIST" || { echo "cannot list the gpu tests of $BUILD" >&2; exit 2; }
 ntests=$(wc -l <"$LIST")
 if [ "$ntests" -eq 0 ]; then
@@ -70,7 +73,9 @@ for tool in $TOOLS; do
   while IFS=$'\t' read -r name cwd cmd; do
     log=$LOGDIR/$tool.$name.log
     start=$SECONDS
-    (cd "$cwd" && eval "timeout $TIMEOUT \"$CS\" --tool $tool --error-exitcode 1 ${opts[*]:-} $cmd") >"$log" 2>&1
+    envs=
+    if [[ $cmd == "env "* ]]; then envs=${cmd%% /*}; cmd=/${cmd#* /}; fi  # the test's ENVIRONMENT
+    (cd "$cwd" && eval "$envs timeout $TIMEOUT \"$CS\" --tool $tool --error-exitcode 1 ${opts[*]:-} $cmd") >"$log" 2>&1
     rc=$?
     errs=$(sed -n 's/^========= ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" | tail -1)
     errs=${errs:-0}

@@ -27,14 +27,19 @@ struct Row {
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
 constexpr Row kPreTable[] = {
-    {1, kFma, 256, 8, 1, 1, 0, true},
-    {8, kFma, 256, 8, 2, 4, 0, true},
-    {16, kFma, 256, 8, 4, 4, 0, true},
-    {128, kFma, 256, 8, 4, 32, 0, false},
+    // decode: split-K pairs (FMA GEMM + finalize); max_splits keeps H = 7168 at 28 / 14 splits
+    {2, kFma, 128, 8, 1, 2, 0, false, 32, true},
+    {4, kFma, 256, 8, 1, 4, 0, false, 0, true},
+    {8, kFma, 256, 8, 2, 4, 0, false, 0, true},
+    {16, kFma, 256, 8, 4, 4, 0, false},
+    {32, kFma, 256, 8, 4, 8, 0, false, 16},
+    {64, kFma, 256, 8, 4, 32, 0, false, 16},
+    {128, kMma, 64, 0, 0, 0, 0, false},       // H = 7168: 112 splits of 64 channels
     {512, kMma, 64, 0, 0, 0, 0, false, 64},  // H = 7168: 56 splits of 128 channels
     {INT64_MAX, kMma, 256, 0, 0, 0, 0, false},
 };
 constexpr Row kHeadTable[] = {
+    {8, kFma, 128, 1, 4, 4, 0, false, 0, true},
     {16, kFma, 128, 1, 4, 4, 0, false},
     {512, kFma, 512, 1, 4, 256, 0, false},
     {INT64_MAX, kFma, 512, 1, 4, 256, 8, false},

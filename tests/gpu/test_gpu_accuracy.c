@@ -54,10 +54,10 @@ static const int64_t kTsMain[] = {1, 2, 4, 7, 8, 15, 16, 17, 32, 64, 128, 512, 2
 static const int64_t kTsOdd[] = {1, 2, 7, 8, 16, 17, 32, 128, 512};
 static const int64_t kOddH[] = {4096 + 64, 2560, 1280, 1000, 7, 1};
 /* MHC_GPU_TESTS_QUICK=1 (scripts/gpu-sanitizers.sh: every kernel is 10-100x slower under
- * compute-sanitizer): fewer T, still one of every launch configuration -- the one-kernel
- * cluster FMA path (T <= 16), split-K FMA (17..128), tensor-core pair (129..512), cluster
- * kernel for hc_head (> 512) -- and every hidden-size class. */
-static const int64_t kTsQuick[] = {1, 7, 16, 17, 130, 600};
+ * compute-sanitizer): fewer T, still one of every launch configuration -- split-K FMA with
+ * early (T <= 8) and late (9..64) dependent launch, tensor-core pair (65..128 and 129..512),
+ * cluster kernel for hc_head (> 512) -- and every hidden-size class. */
+static const int64_t kTsQuick[] = {1, 7, 16, 17, 100, 130, 600};
 static const int64_t kOddHQuick[] = {4096 + 64, 1280, 7};
 
 static mhc_context *g_cpu, *g_gpu;
