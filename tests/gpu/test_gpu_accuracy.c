@@ -314,7 +314,21 @@ static void dev_outs_free(dev_outs *o) {
  * run does not write cannot pass as a value left by an earlier run. */
 static void poison(mhct_tensor *t) { assert_int_equal(mhct_tensor_fill_bytes(t, 0xFF), 0); }
 
+/* MHC_GPU_TESTS_MAX_T=N: only the T <= N of an (ascending) list, e.g. for a configuration
+ * override meant for decode sizes (gpu.accuracy.one_kernel: a cluster path that racecheck
+ * makes very slow at prefill sizes). */
+static int ts_within_max(const int64_t *Ts, int nT) {
+  const char *m = getenv("MHC_GPU_TESTS_MAX_T");
+  if (m == NULL || m[0] == '\0') return nT;
+  const long long max_t = atoll(m);
+  int n = 0;
+  while (n < nT && Ts[n] <= max_t) ++n;
+  return n;
+}
+
 static void run_group(mhct_inputs fam, int64_t H, const int64_t *Ts, int nT) {
+  nT = ts_within_max(Ts, nT);
+  if (nT == 0) return;
   const double t0 = mhct_now_s();
   const char *fam_name = fam == MHCT_INPUTS_VLLM ? "vllm" : "model";
   const int64_t TM = Ts[nT - 1];
