@@ -15,7 +15,7 @@
 # MHC_SANITIZER_TIMEOUT (seconds per test and tool, default 1800), MHC_SANITIZER_FILTER
 # (ctest -R regex, default all gpu tests), MHC_HARDENING_QUICK (default 1),
 # MHC_GPU_TESTS_QUICK (default 1: gpu.accuracy on fewer T, one per launch configuration;
-# gpu.properties with T = 600 for its batch-invariance reference and its largest
+# gpu.properties with T = 320 for its batch-invariance reference and its largest
 # determinism and graph cases),
 # MHC_SANITIZER_KNOWN_BUGS=1 (also run tests labelled known-bug, reproducers that fail on
 # purpose; skipped by default).
