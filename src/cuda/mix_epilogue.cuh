@@ -22,8 +22,10 @@ namespace mhc::cuda {
 // v * rcp((c0 + c1) + (c2 + c3) + eps), with one hardware reciprocal (<= 1 ulp) per row or
 // column: <= 2 ulp from a division, well inside the comb tolerance of 1e-4.
 
-// 1/s as one MUFU.RCP. Sums are >= eps > 0 or NaN/Inf (1/Inf = 0, 1/NaN = NaN): flushing a
-// denormal s is moot.
+// 1/s as one MUFU.RCP (1/Inf = 0, 1/NaN = NaN). With eps >= FLT_MIN every sum is normal or
+// NaN/Inf. With eps = 0 a column whose entries all underflowed sums to 0 or a denormal, and
+// v * (1/s) gives Inf/NaN where v / s could stay finite -- as the __fdividef of earlier
+// versions did; both forms below agree bit for bit either way.
 __device__ __forceinline__ float rcp_approx(float s) {
   float r;
   asm("rcp.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(s));
