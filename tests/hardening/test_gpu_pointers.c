@@ -177,7 +177,8 @@ static void test_pinned_host_accepted(void **state) {
 /* Host time per asynchronous call, pointer checking off vs on. */
 static double time_calls(mhc_context *ctx, mhct_problem *d, int32_t op, cudaStream_t stream,
                          int n) {
-  for (int i = 0; i < 50; ++i) hz_run(ctx, d, op, 0, (struct CUstream_st *)stream);
+  const int warmup = hz_iters(50, 25); /* quick (sanitizers): 2 */
+  for (int i = 0; i < warmup; ++i) hz_run(ctx, d, op, 0, (struct CUstream_st *)stream);
   cudaStreamSynchronize(stream);
   const double t0 = hz_now_us();
   for (int i = 0; i < n; ++i)
@@ -199,7 +200,8 @@ static void test_check_pointers_overhead(void **state) {
   const int n = hz_iters(5000, 500); /* quick (sanitizers): 10 calls, the timing is moot there */
   for (int k = 0; k < 2; ++k) {
     double off = 1e30, on = 1e30;
-    for (int rep = 0; rep < 3; ++rep) { /* best of 3, interleaved */
+    const int reps = hz_iters(3, 3); /* quick (sanitizers): 1 */
+    for (int rep = 0; rep < reps; ++rep) { /* best of 3, interleaved */
       const double a = time_calls(plain, &d, ops[k], stream, n);
       const double b = time_calls(checked, &d, ops[k], stream, n);
       assert_true(a >= 0.0 && b >= 0.0);
