@@ -98,7 +98,7 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
                          const LaunchOptions &opt, const FinalizeArgs &epi = {});
 // The tensor-core variant (prenorm_mma_kernel.cu); called by launch_prenorm_gemm.
 // The MMA variant reads fn as three bf16 parts: written by this kernel into the workspace
-// (weight_parts_bytes(H)) once per call, before the GEMM of the first token chunk.
+// (weight_parts_bytes(H)) once per call, before the GEMM.
 void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt);
 void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt);
 
@@ -112,8 +112,6 @@ struct ClusterPreArgs {
 // c.splits = CTAs per cluster (8 or 16); (n_out, H, C) must satisfy cluster_fits().
 void launch_prenorm_cluster(int n_out, const ClusterPreArgs &a, const GemmConfig &c,
                             const LaunchOptions &opt);
-// Clusters of `kernel` resident at once on the current device (cached), >= 1.
-int resident_clusters(const void *kernel, int cluster_ctas, size_t smem);
 // Opts the cluster kernels in to their shared memory and cluster sizes on the current
 // device; returns the largest cluster size (16 or 8) the device can hold, 0 if none.
 int configure_cluster_kernels();

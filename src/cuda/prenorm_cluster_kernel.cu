@@ -171,49 +171,6 @@ __global__ void __launch_bounds__(kThreads, 1) cluster_pre_kernel(const ClusterP
 #endif
 }
 
-template <int NOUT, bool kNorm, int C, bool kVec>
-void launch_one(const ClusterPreArgs &a, const LaunchOptions &opt) {
-  auto kernel = cluster_pre_kernel<NOUT, kNorm, C, kVec>;
-  const size_t smem = fn_smem_bytes(NOUT, a.f.H, C);
-  const int64_t blocks = (a.f.T + kTokens - 1) / kTokens;
-  const int64_t clusters = std::min<int64_t>(blocks, resident_clusters(reinterpret_cast<const void *>(kernel), C, smem));
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(clusters * C));
-  cfg.blockDim = dim3(kThreads);
-  cfg.dynamicSmemBytes = smem;
-  launch_kernel_cfg(kernel, cfg, opt.with_cluster(C), a);
-}
-
-template <int NOUT, bool kNorm, int C>
-void launch_aligned_or_not(const ClusterPreArgs &a, bool vec, const LaunchOptions &opt) {
-  if (vec) launch_one<NOUT, kNorm, C, true>(a, opt);
-  else launch_one<NOUT, kNorm, C, false>(a, opt);
-}
-
-template <int C>
-void launch_cluster_size(int n_out, const ClusterPreArgs &a, bool vec, const LaunchOptions &opt) {
-  if (n_out == 4) return launch_aligned_or_not<4, false, C>(a, vec, opt);
-  if (a.f.norm_weight) return launch_aligned_or_not<24, true, C>(a, vec, opt);
-  launch_aligned_or_not<24, false, C>(a, vec, opt);
-}
-
-// Calls f(kernel, C) for every instantiation.
-template <class F>
-void for_each_kernel(F &&f) {
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<4, false, 8, true>), 8);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<4, false, 8, false>), 8);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, false, 8, true>), 8);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, false, 8, false>), 8);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 8, true>), 8);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 8, false>), 8);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<4, false, 16, true>), 16);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<4, false, 16, false>), 16);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, false, 16, true>), 16);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, false, 16, false>), 16);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 16, true>), 16);
-  f(reinterpret_cast<const void *>(cluster_pre_kernel<24, true, 16, false>), 16);
-}
-
 // cudaOccupancyMaxActiveClusters for clusters of C CTAs of `kernel` (kThreads threads,
 // `smem` bytes of dynamic shared memory each) on the current device.
 cudaError_t max_active_clusters(const void *kernel, int C, size_t smem, int *clusters) {
@@ -229,8 +186,6 @@ cudaError_t max_active_clusters(const void *kernel, int C, size_t smem, int *clu
   cfg.numAttrs = 1;
   return cudaOccupancyMaxActiveClusters(clusters, kernel, &cfg);
 }
-
-}  // namespace
 
 // How many clusters of `kernel` fit on the current device at once: the persistent grid.
 // Asked once per (device, kernel, shared memory size) and cached; never zero (a cluster
@@ -262,6 +217,53 @@ int resident_clusters(const void *kernel, int C, size_t smem) {
   if (n_cached < 64) cache[n_cached++] = {device, kernel, smem, clusters};
   return clusters;
 }
+
+template <int NOUT, bool kNorm, int C, bool kVec>
+void launch_one(const ClusterPreArgs &a, const LaunchOptions &opt) {
+  auto kernel = cluster_pre_kernel<NOUT, kNorm, C, kVec>;
+  const size_t smem = fn_smem_bytes(NOUT, a.f.H, C);
+  const int64_t blocks = (a.f.T + kTokens - 1) / kTokens;
+  const int64_t clusters = std::min<int64_t>(blocks, resident_clusters(reinterpret_cast<const void *>(kernel), C, smem));
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = dim3(static_cast<unsigned>(clusters * C));
+  cfg.blockDim = dim3(kThreads);
+  cfg.dynamicSmemBytes = smem;
+  launch_kernel_cfg(kernel, cfg, opt.with_cluster(C), a);
+}
+
+template <int NOUT, bool kNorm, int C>
+void launch_aligned_or_not(const ClusterPreArgs &a, bool vec, const LaunchOptions &opt) {
+  if (vec) launch_one<NOUT, kNorm, C, true>(a, opt);
+  else launch_one<NOUT, kNorm, C, false>(a, opt);
+}
+
+template <int C>
+void launch_cluster_size(int n_out, const ClusterPreArgs &a, bool vec, const LaunchOptions &opt) {
+  if (n_out == 4) return launch_aligned_or_not<4, false, C>(a, vec, opt);
+  if (a.f.norm_weight) return launch_aligned_or_not<24, true, C>(a, vec, opt);
+  launch_aligned_or_not<24, false, C>(a, vec, opt);
+}
+
+// Calls f(kernel, C) for every instantiation with clusters of C CTAs.
+template <int C, class F>
+void for_each_kernel_of_size(F &f) {
+  auto call = [&](auto kernel) { f(reinterpret_cast<const void *>(kernel), C); };
+  call(cluster_pre_kernel<4, false, C, true>);
+  call(cluster_pre_kernel<4, false, C, false>);
+  call(cluster_pre_kernel<24, false, C, true>);
+  call(cluster_pre_kernel<24, false, C, false>);
+  call(cluster_pre_kernel<24, true, C, true>);
+  call(cluster_pre_kernel<24, true, C, false>);
+}
+
+// Calls f(kernel, C) for every instantiation.
+template <class F>
+void for_each_kernel(F &&f) {
+  for_each_kernel_of_size<8>(f);
+  for_each_kernel_of_size<16>(f);
+}
+
+}  // namespace
 
 bool cluster_fits(int n_out, int cluster_ctas, int64_t H) {
   if (cluster_ctas != 8 && cluster_ctas != 16) return false;
