@@ -118,7 +118,7 @@ class CudaBackend final : public Backend {
     DeviceGuard guard(device_);
     const PreArgs &pre = a.pre;
     const GemmConfig c = choose_gemm_config(24, pre.T, pre.H, batch_invariant(*pre.p), caps_);
-    if (!fuse_post_into_gemm(c, pre.T)) {  // same bits, measured faster at this size
+    if (!fuse_post_into_gemm(c)) {  // same bits, measured faster at this size
       run_pre(pre, c, &a.post);
       return;
     }

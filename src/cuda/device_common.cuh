@@ -102,6 +102,12 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// Starts moving the 128-byte line of p into L1 without holding a register (p must be a valid
+// address: a fault on it is not suppressed).
+__device__ __forceinline__ void prefetch_l1(const void *p) {
+  asm volatile("prefetch.global.L1 [%0];" ::"l"(p));
+}
+
 // Programmatic dependent launch: wait until the preceding kernel's writes are visible.
 // A no-op when the kernel was launched without the PDL attribute or before sm_90.
 __device__ __forceinline__ void wait_for_prior_grid() {

@@ -23,17 +23,18 @@ struct Row {
   bool one_kernel;   // FMA: cluster mode (the splits finish the op), where the device allows
   int max_splits = 0;  // > 0: double `chunk` until ceil(H / chunk) <= max_splits
   bool early_launch = false;  // GemmConfig::early_launch
+  bool fuse_post = false;     // GemmConfig::fuse_post
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;
 constexpr Row kPreTable[] = {
     // decode: split-K pairs (FMA GEMM + finalize); max_splits keeps H = 7168 at 28 / 14 splits
-    {2, kFma, 128, 8, 1, 2, 0, false, 32, true},
-    {4, kFma, 256, 8, 1, 4, 0, false, 0, true},
-    {8, kFma, 256, 8, 2, 4, 0, false, 0, true},
-    {16, kFma, 256, 8, 4, 4, 0, false},
-    {32, kFma, 256, 8, 4, 8, 0, false, 16},
-    {64, kFma, 256, 8, 4, 32, 0, false, 16},
+    {2, kFma, 128, 8, 1, 2, 0, false, 32, true, true},
+    {4, kFma, 256, 8, 1, 4, 0, false, 0, true, true},
+    {8, kFma, 256, 8, 2, 4, 0, false, 0, true, true},
+    {16, kFma, 256, 8, 4, 4, 0, false, 0, true, true},
+    {32, kFma, 256, 8, 4, 8, 0, false, 16, false, true},
+    {64, kFma, 512, 8, 4, 16, 0, false, 0, false, true},
     {128, kMma, 64, 0, 0, 0, 0, false},       // H = 7168: 112 splits of 64 channels
     {512, kMma, 64, 0, 0, 0, 0, false, 64},  // H = 7168: 56 splits of 128 channels
     {INT64_MAX, kMma, 256, 0, 0, 0, 0, false},
@@ -53,13 +54,14 @@ void read_env_override(const char *name, int which) {
   const char *v = std::getenv(name);
   if (v == nullptr) return;
   GemmConfig c{};
-  int variant = 0, cluster = 0, early = 0;
-  const int n = std::sscanf(v, "%d,%d,%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups,
-                            &c.tokens_per_cta, &c.token_ctas, &cluster, &early);
+  int variant = 0, cluster = 0, early = 0, fuse = 0;
+  const int n = std::sscanf(v, "%d,%d,%d,%d,%d,%d,%d,%d", &variant, &c.splits, &c.out_groups,
+                            &c.tokens_per_cta, &c.token_ctas, &cluster, &early, &fuse);
   if (n >= 5 && variant >= 0 && variant <= 2) {
     c.variant = static_cast<GemmVariant>(variant);
     c.cluster = cluster != 0;
     c.early_launch = early != 0;
+    c.fuse_post = fuse != 0;
     g_override[which] = c;
     g_override_set[which] = true;
   }
@@ -100,6 +102,7 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   c.tokens_per_cta = r.tokens_per_cta;
   c.token_ctas = r.token_ctas;
   c.early_launch = r.early_launch;
+  c.fuse_post = r.fuse_post;
   // every split of the row in one cluster, where they fit (else the split-K pair)
   if (r.one_kernel && n_out == 24 && c.splits <= caps.max_cluster_ctas) c.cluster = true;
   if (r.cluster_ctas > 0) {
@@ -117,8 +120,8 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
   return c;
 }
 
-bool fuse_post_into_gemm(const GemmConfig &c, int64_t T) {
-  return c.variant == GemmVariant::kFma && (T <= 16 || c.cluster);
+bool fuse_post_into_gemm(const GemmConfig &c) {
+  return c.variant == GemmVariant::kFma && (c.fuse_post || c.cluster);
 }
 
 size_t weight_parts_bytes(int64_t H) {

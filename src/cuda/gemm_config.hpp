@@ -32,6 +32,8 @@ struct GemmConfig {
   bool early_launch = false;  // FMA split-K: the finalize may launch (PDL) when the GEMM
                               // starts rather than when it ends; faster for some grids,
                               // slower for others (TUNING.md), so it is a table field
+  bool fuse_post = false;  // FMA: hc_post_pre computes the post inside the GEMM (one kernel
+                           // + finalize) instead of the post kernel then hc_pre; same bits
 };
 
 // The Sinkhorn runs in its register form up to this many tokens, in its lane form above
@@ -56,12 +58,13 @@ size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invarian
                             const DeviceCaps &caps);
 
 // hc_post_pre runs as one fused kernel (+ finalize unless in cluster mode) only where that
-// measured faster than the post kernel followed by hc_pre; both give the same bits.
-bool fuse_post_into_gemm(const GemmConfig &c, int64_t T);
+// measured faster than the post kernel followed by hc_pre (GemmConfig::fuse_post, or the
+// cluster mode, which always fuses); both give the same bits.
+bool fuse_post_into_gemm(const GemmConfig &c);
 
 // Process-wide overrides for the bench's tuning mode, read once (at the first call):
 // MHC_GEMM_CONFIG (hc_pre, hc_post_pre) and MHC_HEAD_GEMM_CONFIG (hc_head), each
-// "variant,splits,groups,tpb,ctas[,cluster[,early_launch]]" with variant 0 = FMA (cluster = 1:
+// "variant,splits,groups,tpb,ctas[,cluster[,early_launch[,fuse_post]]]" with variant 0 = FMA (cluster = 1:
 // its one-kernel mode), 1 = MMA, 2 = one-pass cluster kernel (splits = CTAs per cluster). An
 // override that cannot handle H is ignored. Never set in production.
 

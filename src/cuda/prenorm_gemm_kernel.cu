@@ -43,8 +43,21 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
   constexpr int kWarpsPerGroup = VPI / 32;
   static_assert(VPI % 32 == 0 && NOUT % G == 0, "groups must be whole warps");
 
+  // The fused kernel computes hc_post in one of two ways (same values, same FMA order):
+  // - post once (TPB >= 2): each (token, vector) once per CTA, staged in shared memory for
+  //   the G groups; it cost an extra barrier per sub-range and measured slower at one token
+  //   per CTA (H200: boundary T=1 6.46 -> 6.73 us) but faster from two up (T=8 8.25 -> 7.74,
+  //   T=16 10.39 -> 8.82 at H=4096), where the per-group recompute repeats G * TPB posts;
+  // - per group (TPB == 1): every group recomputes the post of its vectors from the mixes
+  //   staged once per token block.
+  constexpr bool kPostOnce = kFused && TPB >= 2;
+  constexpr bool kPostPerGroup = kFused && !kPostOnce;
   __shared__ float s_red[kWarps][TPB][OPT + 1];
-  __shared__ float s_mix[kFused ? TPB : 1][20];  // fused: post[4] then comb[4][4] per token
+  __shared__ float s_mix[kPostPerGroup ? TPB : 1][20];  // post[4] then comb[4][4] per token
+  // post once: the new residual of a sub-range of this split's vectors (kSubVecs is a multiple
+  // of VPI, so a thread's vectors and their order are the same as in one pass over the split)
+  constexpr int kSubVecs = 2 * VPI;
+  __shared__ uint4 s_post[kPostOnce ? TPB : 1][4][kPostOnce ? kSubVecs : 1];
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   __shared__ ClusterEpilogueSmem<NOUT, kEpi ? TPB : 1> s_epi;
 #endif
@@ -68,7 +81,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
 
   for (int64_t t0 = static_cast<int64_t>(blockIdx.y) * TPB; t0 < T;
        t0 += static_cast<int64_t>(gridDim.y) * TPB) {
-    if constexpr (kFused) {
+    if constexpr (kPostPerGroup) {
       for (int i = threadIdx.x; i < TPB * 20; i += kGemmThreads) {
         const int tt = i / 20, k = i % 20;
         const int64_t t = t0 + tt;
@@ -88,39 +101,16 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
       for (int q = 0; q < OPT; ++q) acc[tt][q] = 0.0f;
     }
 
-    for (int64_t v = v_begin + lane_in_group; v < v_end; v += VPI) {
-      const int64_t h0 = v * kVecWidth;
-      uint4 xs[TPB][4];  // the 4 streams of each token, 8 bf16 channels each
-#pragma unroll
-      for (int tt = 0; tt < TPB; ++tt) {
-        const int64_t t = t0 + tt;
-        if (t >= T) {
-#pragma unroll
-          for (int j = 0; j < 4; ++j) xs[tt][j] = make_uint4(0, 0, 0, 0);
-          continue;
-        }
-        if constexpr (kFused) {
-          post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, &s_mix[tt][0],
-                              &s_mix[tt][4], xs[tt]);
-          if (group == 0) {
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-              store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, xs[tt][j]);
-          }
-        } else {
-#pragma unroll
-          for (int j = 0; j < 4; ++j)
-            xs[tt][j] = load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h0, H);
-        }
-      }
-
-      // All of this vector's weights in flight at once (one L2 round trip, not 4 * OPT).
-      float w[4][OPT][8];
+    // All of a vector's weights in flight at once (one L2 round trip, not 4 * OPT).
+    auto load_weights = [&](int64_t h0, float w[4][OPT][8]) {
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
         for (int q = 0; q < OPT; ++q)
           load_f32x8<kVec>(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H, h0, H, w[j][q]);
+    };
+    // The arithmetic of one vector: the same code and order for the plain and fused paths.
+    auto accumulate = [&](const uint4 xs[TPB][4], const float w[4][OPT][8]) {
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
         float xf[TPB][8];
@@ -139,6 +129,84 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
 #pragma unroll
             for (int e = 0; e < 8; ++e) sum_sq[tt] = fma_f32(xf[tt][e], xf[tt][e], sum_sq[tt]);
         }
+      }
+    };
+
+    if constexpr (kPostOnce) {
+      // Per sub-range: (1) every thread computes hc_post for one (token, vector) -- its
+      // token's 20 mixes, x and the 4 streams loaded together, with this thread's first
+      // weights of the sub-range already on their way to L1 (a prefetch: no registers held
+      // across the post) -- stores the new residual and stages it in shared memory; (2) the
+      // groups run the GEMM on the staged values.
+      for (int64_t sub = v_begin; sub < v_end; sub += kSubVecs) {
+        const int n_sub = static_cast<int>(min(static_cast<int64_t>(kSubVecs), v_end - sub));
+        const int64_t v_first = sub + lane_in_group;
+        if (v_first < sub + n_sub) {
+#pragma unroll
+          for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int q = 0; q < OPT; ++q)
+              prefetch_l1(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H + v_first * kVecWidth);
+        }
+        for (int i = threadIdx.x; i < TPB * n_sub; i += kGemmThreads) {
+          const int tt = i / n_sub, vi = i % n_sub;
+          const int64_t t = t0 + tt, h0 = (sub + vi) * kVecWidth;
+          uint4 out[4] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0),
+                          make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
+          if (t < T) {
+            float mix[20];
+#pragma unroll
+            for (int k = 0; k < 4; ++k) mix[k] = __ldg(a.post_mix + t * 4 + k);
+#pragma unroll
+            for (int k = 0; k < 16; ++k) mix[4 + k] = __ldg(a.comb_mix + t * 16 + k);
+            post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, mix, mix + 4, out);
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+              store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, out[j]);
+          }
+#pragma unroll
+          for (int j = 0; j < 4; ++j) s_post[tt][j][vi] = out[j];
+        }
+        __syncthreads();
+        for (int64_t v = v_first; v < sub + n_sub; v += VPI) {
+          uint4 xs[TPB][4];
+#pragma unroll
+          for (int tt = 0; tt < TPB; ++tt)
+#pragma unroll
+            for (int j = 0; j < 4; ++j) xs[tt][j] = s_post[tt][j][v - sub];
+          float w[4][OPT][8];
+          load_weights(v * kVecWidth, w);
+          accumulate(xs, w);
+        }
+        __syncthreads();  // s_post is rewritten by the next sub-range
+      }
+    } else {
+      for (int64_t v = v_begin + lane_in_group; v < v_end; v += VPI) {
+        const int64_t h0 = v * kVecWidth;
+        uint4 xs[TPB][4];  // the 4 streams of each token, 8 bf16 channels each
+#pragma unroll
+        for (int tt = 0; tt < TPB; ++tt) {
+          const int64_t t = t0 + tt;
+          if (t >= T) {
+#pragma unroll
+            for (int j = 0; j < 4; ++j) xs[tt][j] = make_uint4(0, 0, 0, 0);
+          } else if constexpr (kPostPerGroup) {
+            post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, &s_mix[tt][0],
+                                &s_mix[tt][4], xs[tt]);
+            if (group == 0) {
+#pragma unroll
+              for (int j = 0; j < 4; ++j)
+                store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, xs[tt][j]);
+            }
+          } else {
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+              xs[tt][j] = load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h0, H);
+          }
+        }
+        float w[4][OPT][8];
+        load_weights(h0, w);
+        accumulate(xs, w);
       }
     }
 

@@ -54,17 +54,18 @@ const DeviceCaps kCaps[] = {{0}, {8}, {16}};
 bool same(const GemmConfig &a, const GemmConfig &b) {
   return a.variant == b.variant && a.splits == b.splits && a.out_groups == b.out_groups &&
          a.tokens_per_cta == b.tokens_per_cta && a.token_ctas == b.token_ctas &&
-         a.cluster == b.cluster && a.early_launch == b.early_launch;
+         a.cluster == b.cluster && a.early_launch == b.early_launch && a.fuse_post == b.fuse_post;
 }
 
 void describe(char *buf, size_t n, int n_out, int64_t T, int64_t H, bool bi, const DeviceCaps &caps,
               const GemmConfig &c) {
   std::snprintf(buf, n,
                 "n_out %d T %lld H %lld bi %d clusters %d: variant %d splits %d groups %d tpb %d "
-                "ctas %d cluster %d early %d",
+                "ctas %d cluster %d early %d fuse %d",
                 n_out, static_cast<long long>(T), static_cast<long long>(H), bi ? 1 : 0,
                 caps.max_cluster_ctas, static_cast<int>(c.variant), c.splits, c.out_groups,
-                c.tokens_per_cta, c.token_ctas, c.cluster ? 1 : 0, c.early_launch ? 1 : 0);
+                c.tokens_per_cta, c.token_ctas, c.cluster ? 1 : 0, c.early_launch ? 1 : 0,
+                c.fuse_post ? 1 : 0);
 }
 
 // What a kernel can run: the checks the launchers would otherwise fail with.
@@ -118,7 +119,7 @@ void check_all(int n_out) {
             std::printf("FAIL %s: batch-invariant choice depends on T\n", what);
             ++failures;
           }
-          if (mhc::cuda::fuse_post_into_gemm(c, T) && c.variant != GemmVariant::kFma) {
+          if (mhc::cuda::fuse_post_into_gemm(c) && c.variant != GemmVariant::kFma) {
             std::printf("FAIL %s: boundary fused into a non-FMA kernel\n", what);
             ++failures;
           }
@@ -156,13 +157,13 @@ void test_documented_paths(void **) {
       const GemmConfig c = mhc::cuda::choose_gemm_config(24, T, H, false, h200);
       assert_int_equal(static_cast<int>(c.variant), static_cast<int>(GemmVariant::kFma));
       assert_false(c.cluster);
-      assert_int_equal(c.early_launch, T <= 8);
-      assert_int_equal(mhc::cuda::fuse_post_into_gemm(c, T), T <= 16);
+      assert_int_equal(c.early_launch, T <= 16);
+      assert_true(mhc::cuda::fuse_post_into_gemm(c));  // every FMA row fuses
     }
     for (int64_t T : {65, 128, 512, 2048, 8192}) {
       const GemmConfig c = mhc::cuda::choose_gemm_config(24, T, H, false, h200);
       assert_int_equal(static_cast<int>(c.variant), static_cast<int>(GemmVariant::kMma));
-      assert_false(mhc::cuda::fuse_post_into_gemm(c, T));
+      assert_false(mhc::cuda::fuse_post_into_gemm(c));
     }
     assert_int_equal(static_cast<int>(mhc::cuda::choose_gemm_config(4, 8192, H, false, h200).variant),
                      static_cast<int>(GemmVariant::kCluster));
@@ -173,7 +174,8 @@ void test_documented_paths(void **) {
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 1, 7168, false, h200).splits, 28);
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 1, 4096, false, h200).splits, 32);
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 32, 7168, false, h200).splits, 14);
-  assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 4096, false, h200).splits, 16);
+  assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 4096, false, h200).splits, 8);
+  assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 7168, false, h200).splits, 14);
 }
 
 }  // namespace
