@@ -4,8 +4,8 @@ src/cuda/gemm_config.cpp (kPreTable, or kHeadTable with --head) from measurement
 
 For every candidate configuration it runs mhc_bench once with the process-wide override
 MHC_GEMM_CONFIG (MHC_HEAD_GEMM_CONFIG with --head) =
-"variant,splits,groups,tokens_per_cta,token_ctas,cluster" (read once per process, tuning
-only; the library never tunes in its call path). Variants: 0 = CUDA-core FMA split-K
+"variant,splits,groups,tokens_per_cta,token_ctas,cluster,early_launch,fuse_post" (read once
+per process, tuning only; the library never tunes in its call path). Variants: 0 = CUDA-core FMA split-K
 (cluster = 1: its splits form one thread-block cluster and finish the op, no finalize),
 1 = bf16x3 tensor-core split-K, 2 = one-pass cluster kernel (splits = CTAs per cluster).
 It collects the warm-L2 µs per call, keeps the fastest candidate per (T, H), and prints
@@ -42,9 +42,11 @@ def cluster_kernel_fits(n_out, C, H):
 
 
 def candidates(T, H, head):
-    """(variant, splits, groups, tokens_per_cta, token_ctas, cluster, early_launch) worth timing
-    at T, H. early_launch (the finalize launched when the split-K GEMM starts) is tried both
-    ways at decode sizes, where it measured sometimes faster and sometimes slower."""
+    """(variant, splits, groups, tokens_per_cta, token_ctas, cluster, early_launch, fuse_post)
+    worth timing at T, H. early_launch (the finalize launched when the split-K GEMM starts) is
+    tried both ways at decode sizes, where it measured sometimes faster and sometimes slower.
+    fuse_post is on for every FMA hc_pre candidate: the fused boundary measured faster than
+    the post kernel + hc_pre at every T <= 64 (TUNING.md, sixth sweep)."""
     out = []
     n_out = 4 if head else 24
     groups = 1 if head else 8
@@ -54,17 +56,17 @@ def candidates(T, H, head):
                 continue
             splits = min(256, -(-H // chunk))
             for early in ((0, 1) if T <= 32 else (0,)):
-                out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0, early))
+                out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0, early, 0 if head else 1))
             if not head and T <= 32 and splits <= 16:  # one kernel: splits form a cluster
                 for ctas in sorted({-(-T // tpb), min(4, -(-T // tpb))}):
-                    out.append((FMA, splits, 8, tpb, ctas, 1, 0))
+                    out.append((FMA, splits, 8, tpb, ctas, 1, 0, 1))
     if T >= 64 and not head:  # tensor-core kernel: channels per split
         for chunk in (64, 128, 256, 512):
-            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, 0, 0))
+            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, 0, 0, 0))
     if T >= 128:  # one-pass cluster kernel
         for C in (8, 16):
             if cluster_kernel_fits(n_out, C, H):
-                out.append((CLUSTER, C, 0, 0, 0, 0, 0))
+                out.append((CLUSTER, C, 0, 0, 0, 0, 0, 0))
     return out
 
 
@@ -127,12 +129,13 @@ def main():
 
     table = "kHeadTable" if args.head else "kPreTable"
     print(f"\nSuggested {table} rows {{max_tokens, variant, channels/split, groups, tpb, ctas, "
-          "cluster_ctas, one_kernel, max_splits, early_launch} (from the largest hidden size measured):")
+          "cluster_ctas, one_kernel, max_splits, early_launch, fuse_post} (from the largest hidden "
+          "size measured):")
     H = max(hidden)
     for T in tokens:
         if (T, H) not in best:
             continue
-        _, (variant, splits, groups, tpb, ctas, cluster, early), _ = best[(T, H)]
+        _, (variant, splits, groups, tpb, ctas, cluster, early, fuse), _ = best[(T, H)]
         if variant == CLUSTER:  # the row's fallback (split-K) is the table's business
             print(f"    {{{T}, kFma, 512, {1 if args.head else 8}, 4, 256, {splits}, false}},")
             continue
@@ -140,7 +143,7 @@ def main():
         name = "kMma" if variant == MMA else "kFma"
         one = "true" if cluster else "false"
         print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}, 0, {one}, 0, "
-              f"{'true' if early else 'false'}}},")
+              f"{'true' if early else 'false'}, {'true' if fuse else 'false'}}},")
     return 0
 
 
