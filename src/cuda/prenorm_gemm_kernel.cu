@@ -101,13 +101,16 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
       for (int q = 0; q < OPT; ++q) acc[tt][q] = 0.0f;
     }
 
+    // fn row of this thread's output q over stream j's K-segment.
+    auto weight_row = [&](int j, int q) {
+      return a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H;
+    };
     // All of a vector's weights in flight at once (one L2 round trip, not 4 * OPT).
     auto load_weights = [&](int64_t h0, float w[4][OPT][8]) {
 #pragma unroll
       for (int j = 0; j < 4; ++j)
 #pragma unroll
-        for (int q = 0; q < OPT; ++q)
-          load_f32x8<kVec>(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H, h0, H, w[j][q]);
+        for (int q = 0; q < OPT; ++q) load_f32x8<kVec>(weight_row(j, q), h0, H, w[j][q]);
     };
     // The arithmetic of one vector: the same code and order for the plain and fused paths.
     auto accumulate = [&](const uint4 xs[TPB][4], const float w[4][OPT][8]) {
@@ -145,8 +148,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
 #pragma unroll
           for (int j = 0; j < 4; ++j)
 #pragma unroll
-            for (int q = 0; q < OPT; ++q)
-              prefetch_l1(a.fn + static_cast<int64_t>(group * OPT + q) * K + j * H + v_first * kVecWidth);
+            for (int q = 0; q < OPT; ++q) prefetch_l1(weight_row(j, q) + v_first * kVecWidth);
         }
         for (int i = threadIdx.x; i < TPB * n_sub; i += kGemmThreads) {
           const int tt = i / n_sub, vi = i % n_sub;
