@@ -5,9 +5,10 @@ src/cuda/gemm_config.cpp (kPreTable, or kHeadTable with --head) from measurement
 For every candidate configuration it runs mhc_bench once with the process-wide override
 MHC_GEMM_CONFIG (MHC_HEAD_GEMM_CONFIG with --head) =
 "variant,splits,groups,tokens_per_cta,token_ctas,cluster,early_launch,fuse_post" (read once
-per process, tuning only; the library never tunes in its call path). Variants: 0 = CUDA-core FMA split-K
-(cluster = 1: its splits form one thread-block cluster and finish the op, no finalize),
-1 = bf16x3 tensor-core split-K, 2 = one-pass cluster kernel (splits = CTAs per cluster).
+per process, tuning only; the library never tunes in its call path). Variants: 0 = CUDA-core
+FMA split-K (cluster = 1: its splits form one thread-block cluster and finish the op, no
+finalize), 1 = bf16x3 tensor-core split-K, 2 = one-pass cluster kernel (splits = CTAs per
+cluster).
 It collects the warm-L2 µs per call, keeps the fastest candidate per (T, H), and prints
   1. the sweep (best three per row), ready for src/cuda/TUNING.md, and
   2. suggested table rows (channels per split, so one row serves every hidden size).
@@ -56,7 +57,8 @@ def candidates(T, H, head):
                 continue
             splits = min(256, -(-H // chunk))
             for early in ((0, 1) if T <= 32 else (0,)):
-                out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0, early, 0 if head else 1))
+                fuse = 0 if head else 1
+                out.append((FMA, splits, groups, tpb, min(256, -(-T // tpb)), 0, early, fuse))
             if not head and T <= 32 and splits <= 16:  # one kernel: splits form a cluster
                 for ctas in sorted({-(-T // tpb), min(4, -(-T // tpb))}):
                     out.append((FMA, splits, 8, tpb, ctas, 1, 0, 1))

@@ -64,8 +64,8 @@ bool fuse_post_into_gemm(const GemmConfig &c);
 
 // Process-wide overrides for the bench's tuning mode, read once (at the first call):
 // MHC_GEMM_CONFIG (hc_pre, hc_post_pre) and MHC_HEAD_GEMM_CONFIG (hc_head), each
-// "variant,splits,groups,tpb,ctas[,cluster[,early_launch[,fuse_post]]]" with variant 0 = FMA (cluster = 1:
-// its one-kernel mode), 1 = MMA, 2 = one-pass cluster kernel (splits = CTAs per cluster). An
-// override that cannot handle H is ignored. Never set in production.
+// "variant,splits,groups,tpb,ctas[,cluster[,early_launch[,fuse_post]]]" with variant 0 = FMA
+// (cluster = 1: its one-kernel mode), 1 = MMA, 2 = one-pass cluster kernel (splits = CTAs per
+// cluster). An override that cannot handle H is ignored. Never set in production.
 
 }  // namespace mhc::cuda
