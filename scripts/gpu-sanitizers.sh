@@ -76,6 +76,10 @@ LOGDIR=$BUILD/gpu-sanitizers
 mkdir -p "$LOGDIR"
 echo "$ntests gpu tests; logs in $LOGDIR"
 
+# What a log can report: a sanitizer finding, a CUDA API error, a leak, a failed test. A run
+# killed by the timeout with none of these is a stall; a failed run prints them.
+FINDINGS='^========= (Error|Warning|Invalid|Race|Uninitialized|Barrier|Program hit|Leaked|ERROR)|FAILED|Failure'
+
 declare -A RUN SKIP FAIL ERRS STALLS
 status=0
 for tool in $TOOLS; do
@@ -96,9 +100,8 @@ for tool in $TOOLS; do
       rc=$?
       errs=$(sed -n 's/^========= ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" | tail -1)
       errs=${errs:-0}
-      # a stall: killed by the timeout with nothing reported and no failed test so far
       if [ $rc -eq 124 ] && [ "$errs" -eq 0 ] && [ $stalls -lt "$RETRIES" ] &&
-         ! grep -qE '^========= (Error|Warning|Invalid|Race|Uninitialized|Barrier)|FAILED|Failure' "$log"; then
+         ! grep -qE "$FINDINGS" "$log"; then
         stalls=$((stalls + 1))
         mv "$log" "$log.stall$stalls"
         echo "$tool $name: stalled (no report after ${TIMEOUT}s), running it again" >&2
@@ -119,7 +122,7 @@ for tool in $TOOLS; do
     [ $stalls -gt 0 ] && verdict="$verdict after $stalls stall(s)"
     printf '%-10s %-28s %-30s %5ds\n' "$tool" "$name" "$verdict" $((SECONDS - start))
     if [[ $verdict != ok* ]] && [ "$verdict" != skipped ]; then
-      grep -E '^========= (Invalid|Race|Uninitialized|Barrier|Program hit|Leaked|ERROR|Error)|^=========     at |FAILED|Failure' "$log" | head -20
+      grep -E "$FINDINGS|^=========     at " "$log" | head -20
     fi
   done <"$LIST"
 done
