@@ -48,12 +48,12 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
   //   the G groups; it cost an extra barrier per sub-range and measured slower at one token
   //   per CTA (H200: boundary T=1 6.46 -> 6.73 us) but faster from two up (T=8 8.25 -> 7.74,
   //   T=16 10.39 -> 8.82 at H=4096), where the per-group recompute repeats G * TPB posts;
-  // - per group (TPB == 1): every group recomputes the post of its vectors from the mixes
-  //   staged once per token block.
+  // - per group (TPB == 1): every group recomputes the post of its vectors from the token's
+  //   mixes, which every thread holds in registers.
   constexpr bool kPostOnce = kFused && TPB >= 2;
   constexpr bool kPostPerGroup = kFused && !kPostOnce;
+  static_assert(!kPostPerGroup || TPB == 1, "the per-group post holds one token's mixes");
   __shared__ float s_red[kWarps][TPB][OPT + 1];
-  __shared__ float s_mix[kPostPerGroup ? TPB : 1][20];  // post[4] then comb[4][4] per token
   // post once: the new residual of a sub-range of this split's vectors (kSubVecs is a multiple
   // of VPI, so a thread's vectors and their order are the same as in one pass over the split)
   constexpr int kSubVecs = 2 * VPI;
@@ -81,15 +81,16 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
 
   for (int64_t t0 = static_cast<int64_t>(blockIdx.y) * TPB; t0 < T;
        t0 += static_cast<int64_t>(gridDim.y) * TPB) {
+    // post[4] then comb[4][4] of the token (per-group post). Every thread loads them itself
+    // (the same 80 bytes CTA-wide: one L2 trip, then L1 hits), in flight with its first
+    // x, residual and weight loads; staged through shared memory they cost an L2 round trip
+    // and a barrier before those loads could start.
+    float mix[kPostPerGroup ? 20 : 1];
     if constexpr (kPostPerGroup) {
-      for (int i = threadIdx.x; i < TPB * 20; i += kGemmThreads) {
-        const int tt = i / 20, k = i % 20;
-        const int64_t t = t0 + tt;
-        float v = 0.0f;
-        if (t < T) v = k < 4 ? a.post_mix[t * 4 + k] : a.comb_mix[t * 16 + (k - 4)];
-        s_mix[tt][k] = v;
-      }
-      __syncthreads();
+#pragma unroll
+      for (int k = 0; k < 4; ++k) mix[k] = __ldg(a.post_mix + t0 * 4 + k);
+#pragma unroll
+      for (int k = 0; k < 16; ++k) mix[4 + k] = __ldg(a.comb_mix + t0 * 16 + k);
     }
 
     float acc[TPB][OPT];
@@ -193,8 +194,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
 #pragma unroll
             for (int j = 0; j < 4; ++j) xs[tt][j] = make_uint4(0, 0, 0, 0);
           } else if constexpr (kPostPerGroup) {
-            post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, &s_mix[tt][0],
-                                &s_mix[tt][4], xs[tt]);
+            post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, mix, mix + 4, xs[tt]);
             if (group == 0) {
 #pragma unroll
               for (int j = 0; j < 4; ++j)
@@ -248,7 +248,7 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
                                                            min(H, v_end * kVecWidth), s_epi);
 #endif
     }
-    __syncthreads();  // s_red and s_mix are reused by the next token block
+    __syncthreads();  // s_red is reused by the next token block
   }
   if (kEpi != 0 || !a.early_launch) allow_dependent_launch();
 }
