@@ -32,6 +32,15 @@ namespace {
 
 constexpr int kGemmThreads = 256;
 
+// Token t's hc_post mixes into registers: post[4] then comb[4][4]. Read-only loads: the
+// whole CTA reads the same 80 bytes, so after one L2 trip they are L1 hits.
+__device__ __forceinline__ void load_token_mixes(const GemmArgs &a, int64_t t, float mix[20]) {
+#pragma unroll
+  for (int k = 0; k < 4; ++k) mix[k] = __ldg(a.post_mix + t * 4 + k);
+#pragma unroll
+  for (int k = 0; k < 16; ++k) mix[4 + k] = __ldg(a.comb_mix + t * 16 + k);
+}
+
 // kEpi: 0 = partials to global memory (a finalize follows); 1 = cluster epilogue; 2 = cluster
 // epilogue with the RMS-normalised output.
 template <int NOUT, int G, int TPB, bool kFused, bool kVec, int kEpi>
@@ -81,17 +90,11 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
 
   for (int64_t t0 = static_cast<int64_t>(blockIdx.y) * TPB; t0 < T;
        t0 += static_cast<int64_t>(gridDim.y) * TPB) {
-    // post[4] then comb[4][4] of the token (per-group post). Every thread loads them itself
-    // (the same 80 bytes CTA-wide: one L2 trip, then L1 hits), in flight with its first
-    // x, residual and weight loads; staged through shared memory they cost an L2 round trip
-    // and a barrier before those loads could start.
-    float mix[kPostPerGroup ? 20 : 1];
-    if constexpr (kPostPerGroup) {
-#pragma unroll
-      for (int k = 0; k < 4; ++k) mix[k] = __ldg(a.post_mix + t0 * 4 + k);
-#pragma unroll
-      for (int k = 0; k < 16; ++k) mix[4 + k] = __ldg(a.comb_mix + t0 * 16 + k);
-    }
+    // The token's mixes (per-group post): every thread loads them itself, in flight with its
+    // first x, residual and weight loads; staged through shared memory they cost an L2 round
+    // trip and a barrier before those loads could start.
+    float mix[20];
+    if constexpr (kPostPerGroup) load_token_mixes(a, t0, mix);
 
     float acc[TPB][OPT];
     float sum_sq[TPB];
@@ -157,12 +160,9 @@ __global__ void __launch_bounds__(kGemmThreads, 1)
           uint4 out[4] = {make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0),
                           make_uint4(0, 0, 0, 0), make_uint4(0, 0, 0, 0)};
           if (t < T) {
-            float mix[20];
-#pragma unroll
-            for (int k = 0; k < 4; ++k) mix[k] = __ldg(a.post_mix + t * 4 + k);
-#pragma unroll
-            for (int k = 0; k < 16; ++k) mix[4 + k] = __ldg(a.comb_mix + t * 16 + k);
-            post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, mix, mix + 4, out);
+            float tmix[20];
+            load_token_mixes(a, t, tmix);
+            post_token_x8<kVec>(a.x + t * H, a.residual + t * 4 * H, h0, H, tmix, tmix + 4, out);
 #pragma unroll
             for (int j = 0; j < 4; ++j)
               store_bf16x8<kVec>(a.residual_out + (t * 4 + j) * H, h0, H, out[j]);
