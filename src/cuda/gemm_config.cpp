@@ -125,7 +125,8 @@ bool fuse_post_into_gemm(const GemmConfig &c) {
 }
 
 size_t weight_parts_bytes(int64_t H) {
-  return (static_cast<size_t>(3) * 24 * 4 * H * sizeof(uint16_t) + 255) / 256 * 256;
+  const int64_t steps = 4 * ((H + kMmaStepChannels - 1) / kMmaStepChannels);
+  return static_cast<size_t>(steps) * kMmaFragBytesPerStep;
 }
 
 size_t gemm_workspace_bytes(int n_out, int64_t T, int64_t H, bool batch_invariant,

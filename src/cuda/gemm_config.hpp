@@ -49,8 +49,12 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
 // clusters of this many CTAs: whole 32-channel steps per CTA, fn slice in shared memory.
 bool cluster_fits(int n_out, int cluster_ctas, int64_t H);
 
-// Workspace of the MMA variant's bf16 split of fn ([3, 24, 4H] bf16, 256-byte aligned); it
-// precedes the partials in the workspace.
+// The MMA variant's bf16x3 split of fn, stored by prenorm_mma_kernel.cu in the MMA's fragment
+// order: per k-step (32 channels of one stream) 6 KB -- 2 m-tiles of 16 outputs (24 used)
+// x 3 parts x 2 halves x 32 lanes x 16 bytes.
+constexpr int kMmaStepChannels = 32;
+constexpr int kMmaFragBytesPerStep = 2 * 3 * 2 * 32 * 16;
+// Its workspace bytes (a multiple of 16); it precedes the partials in the workspace.
 size_t weight_parts_bytes(int64_t H);
 
 // Workspace bytes (weight parts of the MMA variant, then the partial sums) for a configuration: splits * T * (n_out + 1) floats.

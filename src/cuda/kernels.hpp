@@ -84,7 +84,7 @@ struct GemmArgs {
   const uint16_t *residual;  // plain: the streams; fused: the streams before hc_post
   const float *fn;           // [n_out, 4H]
   float *partials;           // [splits, T, n_out + 1]
-  uint16_t *fn_parts;        // MMA variant: [3, 24, 4H] bf16 split of fn (workspace)
+  uint16_t *fn_parts;        // MMA variant: bf16x3 split of fn in fragment order (workspace)
   // fused only: hc_post inputs and the new residual it writes
   const uint16_t *x;
   const float *post_mix, *comb_mix;

@@ -4,24 +4,26 @@
 // fp32-class accuracy from bf16 tensor cores: the streams are bf16 already (exact), and each
 // fp32 weight is split (by a small kernel, once per call, into the workspace) into three
 // bf16 parts hi + mid + lo (24 significant bits), so
-// X . fn = X . lo + X . mid + X . hi with exact products and fp32 accumulation
-// (mma.sync m16n8k16, 9 MMAs per 16x16 tile of tokens x channels for the 24 outputs).
+// X . fn = X . lo + X . mid + X . hi with exact products and fp32 accumulation.
+//
+// Orientation: the MMA computes mixes^T = fn x X^T (mma.sync m16n8k16): the 24 outputs are
+// the M side (two m-tiles, rows 24..31 zero weights) and the tokens the N side. Then a lane's
+// B fragment is two consecutive registers of one token's 16-byte load, and the split kernel
+// stores the weight parts in A-fragment order, so both operands go from one 16-byte load
+// straight into the MMA (with tokens as the M side, the A fragment interleaves two tokens'
+// rows, which cost ~4 register moves per MMA). Per k-step of 32 channels of one stream a lane (g = lane/4, c = lane%4)
+// takes channels 8c..8c+7 of its tokens; k-slots (2c, 2c+1, 2c+8, 2c+9) of the first MMA
+// are channels 8c..8c+3, of the second 8c+4..8c+7, for both operands.
 //
 // Layout: a CTA of 4 warps owns 128 tokens and one K-split; each warp owns 32 tokens
-// (2 m-tiles). Per k-step of 32 channels of one stream, a lane (g = lane/4, c = lane%4)
-// takes the 8 consecutive channels 8c..8c+7 of its rows g and g+8 as one 16-byte value
-// each. Those 8 channels feed two MMAs: the k-slots (2c, 2c+1, 2c+8, 2c+9) of the first map
-// to channels 8c..8c+3, of the second to 8c+4..8c+7, for both A (streams) and B (weight
-// parts).
-//
+// (4 n-tiles of 8) and all 24 outputs.
 // Where a split has >= 16 steps and the inputs are aligned (H % 32 == 0, 16-byte pointers),
 // the operands go through a 3-stage cp.async pipeline in shared memory: per step the CTA
-// copies its 128 token rows and the 72 weight-part rows two steps ahead of the MMAs, so an SM
-// keeps ~100 KB of loads in flight without spending registers on them. Otherwise each lane
-// loads its fragments straight into registers, one step ahead. Both paths run the same MMAs
-// in the same order, so they give the same bits. At these sizes hc_post_pre runs as
-// the post kernel followed by this plain hc_pre (measured faster than fusing the post into
-// this kernel, src/cuda/TUNING.md), so there is no fused variant.
+// copies its 128 token rows and the step's 6 KB of weight fragments two steps ahead of the
+// MMAs. Otherwise each lane loads its operands straight into registers, one step ahead. Both
+// paths run the same MMAs in the same order, so they give the same bits. At these sizes
+// hc_post_pre runs as the post kernel followed by this plain hc_pre (measured faster than
+// fusing the post into this kernel, src/cuda/TUNING.md), so there is no fused variant.
 #include <cuda_runtime.h>
 
 #include "cuda/cuda_check.hpp"
@@ -34,185 +36,238 @@ namespace {
 
 constexpr int kMmaWarps = 4;
 constexpr int kMmaThreads = kMmaWarps * 32;
-constexpr int kMTiles = 2;                                  // m-tiles of 16 tokens per warp
-constexpr int kTokensPerWarp = 16 * kMTiles;
+constexpr int kNTiles = 4;                                  // n-tiles of 8 tokens per warp
+constexpr int kTokensPerWarp = 8 * kNTiles;
 constexpr int kTokensPerCta = kTokensPerWarp * kMmaWarps;   // 128
-constexpr int kChunk = 32;                                  // channels per k-step
-constexpr int kNTiles = 24 / 8;
+constexpr int kChunk = kMmaStepChannels;                    // channels per k-step: 32
+constexpr int kOutTiles = 2;                                // m-tiles of 16 outputs (24 used)
+// Weight fragments of one k-step: [m-tile][part][half][lane] x 16 bytes, where half 0 feeds
+// the lane's channels 8c..8c+3 and half 1 8c+4..8c+7 (the split kernel writes this order).
+constexpr int kFragsPerStep = kOutTiles * 3 * 2 * 32;       // uint4s: 6 KB
+static_assert(kFragsPerStep * 16 == kMmaFragBytesPerStep, "the workspace size (gemm_config.cpp)");
 // The shared-memory pipeline of the aligned path: per stage, one 64-byte row (32 bf16
-// channels) per token of the CTA and per weight-part row (3 parts x 24 outputs). A lane's
-// 16-byte fragment reads (8 lanes = 2 consecutive rows = 128 bytes) are conflict-free.
+// channels) per token of the CTA, then the step's weight fragments. A lane's 16-byte reads
+// are conflict-free (8 lanes = 2 consecutive token rows or 128 consecutive fragment bytes).
 constexpr int kStages = 3;
 constexpr int kRowBytes = kChunk * 2;
-constexpr int kStageRows = kTokensPerCta + 3 * 24;
-constexpr int kStageBytes = kStageRows * kRowBytes;
-constexpr int kPipeSmemBytes = kStages * kStageBytes;  // 38,400 B
+constexpr int kTokenBytes = kTokensPerCta * kRowBytes;
+constexpr int kStageBytes = kTokenBytes + kFragsPerStep * 16;
+constexpr int kPipeSmemBytes = kStages * kStageBytes;  // 43,008 B
 static_assert(kPipeSmemBytes <= 48 * 1024, "within the default dynamic shared memory limit");
 
-// Splits fn [24, K] fp32 into three bf16 parts hi + mid + lo, stored as [3][24][K]: once
-// per call, so the MMA kernel reads ready B fragments instead of re-splitting per warp.
-__global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uint16_t *parts,
-                                                              int64_t n) {
+__host__ __device__ inline int64_t n_steps_total(int64_t H) { return 4 * ((H + kChunk - 1) / kChunk); }
+
+// Splits fn [24, K] fp32 into three bf16 parts hi + mid + lo, stored as A fragments: step
+// (chunk, stream j) is global step 4 * chunk + j, so a split's steps are contiguous. Thread
+// (step, m-tile, half, lane) splits its 8 weights (outputs o and o + 8, 4 channels each) and
+// writes one fragment per part. Channels >= H and outputs >= 24 are zero weights.
+__global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uint4 *frags, int64_t H) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 256 + threadIdx.x;
   wait_for_prior_grid();
-  if (i >= n) return;
-  uint16_t p[3];
-  split_bf16x3(fn[i], p);
+  if (i >= n_steps_total(H) * (kFragsPerStep / 3)) return;
+  const int lane = static_cast<int>(i % 32), half = static_cast<int>(i / 32 % 2);
+  const int mt = static_cast<int>(i / 64 % kOutTiles);
+  const int64_t step = i / (64 * kOutTiles), chunk = step / 4, j = step % 4;
+  const int g = lane / 4, c = lane % 4;
+  const int64_t h0 = chunk * kChunk + 8 * c + 4 * half;
+  // fragment word w: rows (o, o + 8, o, o + 8), channel pairs (h0, h0, h0 + 2, h0 + 2)
+  uint32_t words[3][4];
 #pragma unroll
-  for (int k = 0; k < 3; ++k) parts[k * n + i] = p[k];
+  for (int w = 0; w < 4; ++w) {
+    const int o = mt * 16 + g + 8 * (w % 2);
+    const int64_t h = h0 + 2 * (w / 2);
+    uint16_t lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};
+    if (o < 24 && h < H) split_bf16x3(fn[o * 4 * H + j * H + h], lo);
+    if (o < 24 && h + 1 < H) split_bf16x3(fn[o * 4 * H + j * H + h + 1], hi);
+#pragma unroll
+    for (int p = 0; p < 3; ++p) words[p][w] = lo[p] | (static_cast<uint32_t>(hi[p]) << 16);
+  }
+#pragma unroll
+  for (int p = 0; p < 3; ++p)
+    frags[((step * kOutTiles + mt) * 3 + p) * 64 + half * 32 + lane] =
+        make_uint4(words[p][0], words[p][1], words[p][2], words[p][3]);
 }
 
-// kPipe (needs kVec): the shared-memory pipeline, at most 102 registers: 5 CTAs per SM.
-// Register path: at most 168 registers (its one-step prefetch needs them), 3 CTAs per SM.
+// acc += fn fragments (m16 x k16, A) x one token's channels (k16 x n8, B: two registers).
+__device__ __forceinline__ void mma_bf16_a4(float c[4], const uint4 &a, uint32_t b0, uint32_t b1) {
+  const uint32_t av[4] = {a.x, a.y, a.z, a.w}, bv[2] = {b0, b1};
+  mma_bf16(c, av, bv);
+}
+
+// kPipe (needs kVec): the shared-memory pipeline, at most 128 registers: 4 CTAs per SM.
+// Register path: its one-step prefetch of both operands needs ~200 registers: 2 CTAs per SM
+// (it serves T <= 512, whose grids have about that many CTAs per SM, and unaligned inputs).
 template <bool kVec, bool kPipe>
-__global__ void __launch_bounds__(kMmaThreads, kPipe ? 5 : 3) prenorm_mma_kernel(const GemmArgs a) {
+__global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel(const GemmArgs a) {
   static_assert(kVec || !kPipe, "the pipeline copies 16-byte pieces");
-  const int64_t T = a.T, H = a.H, K = 4 * H;
+  const int64_t T = a.T, H = a.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c = lane % 4;
   const int split = blockIdx.y;
   const int64_t cta_t0 = static_cast<int64_t>(blockIdx.x) * kTokensPerCta;
-  const int64_t n_chunks = (H + kChunk - 1) / kChunk;
-  const int64_t chunk_begin = split * a.vectors_per_split;  // here: chunks per split
-  const int64_t chunk_end = min(n_chunks, chunk_begin + a.vectors_per_split);
+  const int n_chunks = static_cast<int>((H + kChunk - 1) / kChunk);
+  const int chunk_begin = split * static_cast<int>(a.vectors_per_split);  // here: chunks per split
+  const int chunk_end = min(n_chunks, chunk_begin + static_cast<int>(a.vectors_per_split));
+  const int n_steps = 4 * max(0, chunk_end - chunk_begin);
+  // this split's weight fragments: step s at w_frags + s * kFragsPerStep
+  const uint4 *w_frags = reinterpret_cast<const uint4 *>(a.fn_parts) + static_cast<int64_t>(chunk_begin) * 4 * kFragsPerStep;
 
   wait_for_prior_grid();
 
-  float acc[kMTiles][kNTiles][4];
-  float sum_sq[kMTiles][2];
-  zero_accumulators(acc, sum_sq);
+  float acc[kOutTiles][kNTiles][4];
+  float sum_sq[kNTiles];
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt) {
+    sum_sq[nt] = 0.0f;
+#pragma unroll
+    for (int mt = 0; mt < kOutTiles; ++mt)
+#pragma unroll
+      for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
+  }
 
-  // Step s = (chunk s / 4, stream s % 4) of this split; per step and m-tile, a lane's rows
-  // g and g + 8 (8 channels each) and its weight fragments feed mma_bf16x3_step, in the
-  // same order on both paths.
-  const int64_t n_steps = 4 * (chunk_end - chunk_begin);
-  auto mma_step = [&](const uint4(&xs)[kMTiles][2], const uint4(&b)[kNTiles][3]) {
+  // Step s = (chunk s / 4, stream s % 4) of this split: per output element the parts go
+  // small first, each as channels 8c..8c+3 then 8c+4..8c+7, in the same order on both paths.
+  // xs[nt]: the lane's 8 channels of token nt * 8 + g; w[mt][p][half]: weight fragments.
+  auto mma_step = [&](const uint4(&xs)[kNTiles], const uint4(&w)[kOutTiles][3][2]) {
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
+    for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt) mma_bf16x3_step(acc[mt][nt], xs[mt][0], xs[mt][1], b[nt]);
-      sum_sq[mt][0] = sq_sum_bf16x8(xs[mt][0], sum_sq[mt][0]);
-      sum_sq[mt][1] = sq_sum_bf16x8(xs[mt][1], sum_sq[mt][1]);
-    }
+      for (int nt = 0; nt < kNTiles; ++nt)
+#pragma unroll
+        for (int p = 2; p >= 0; --p) {
+          mma_bf16_a4(acc[mt][nt], w[mt][p][0], xs[nt].x, xs[nt].y);
+          mma_bf16_a4(acc[mt][nt], w[mt][p][1], xs[nt].z, xs[nt].w);
+        }
+#pragma unroll
+    for (int nt = 0; nt < kNTiles; ++nt) sum_sq[nt] = sq_sum_bf16x8(xs[nt], sum_sq[nt]);
   };
+  // the lane's token of n-tile nt
+  auto token_of = [&](int nt) { return cta_t0 + warp * kTokensPerWarp + nt * 8 + g; };
+
   if constexpr (kPipe) {
     extern __shared__ uint4 s_pipe[];
     char *pipe = reinterpret_cast<char *>(s_pipe);
-    // Thread i copies the 16-byte pieces i, i + 128, ... of every stage (4 pieces a row).
-    // A piece's source is base + j * H + h0 for step (chunk, j) in both operands (token row t:
-    // residual + 4tH; weight-part row w: fn_parts + wK), so the bases are computed once.
-    constexpr int kPieces = kStageRows * 4;
-    constexpr int kPiecesPerThread = (kPieces + kMmaThreads - 1) / kMmaThreads;
-    const uint16_t *src_base[kPiecesPerThread];
-    unsigned valid_mask = 0;  // bit k: piece k is a row to copy (not past T, not past the stage)
+    // Thread i copies token pieces i + 128k (row (i + 128k) / 4, 16-byte piece i % 4) and
+    // fragment pieces i + 128k of every stage. Token row r of step (chunk, j) comes from
+    // residual + (t0 + r) * 4H + j * H + chunk * 32: the per-row bases are computed once
+    // and each step adds one offset; rows past T are zero-filled (src mapped, unread).
+    constexpr int kTokenPieces = kTokenBytes / 16 / kMmaThreads;  // 4
+    constexpr int kFragPieces = kFragsPerStep / kMmaThreads;      // 3
+    const uint16_t *row_base[kTokenPieces];
+    bool row_valid[kTokenPieces];
 #pragma unroll
-    for (int k = 0; k < kPiecesPerThread; ++k) {
-      const int i = threadIdx.x + k * kMmaThreads, row = i / 4, piece = i % 4;
-      bool valid = i < kPieces;
-      if (row < kTokensPerCta) {
-        const int64_t t = cta_t0 + row;
-        valid = valid && t < T;
-        src_base[k] = a.residual + (valid ? t : 0) * 4 * H + piece * 8;  // past T: mapped, unread
-      } else {
-        src_base[k] = a.fn_parts + static_cast<int64_t>(valid ? row - kTokensPerCta : 0) * K + piece * 8;
-      }
-      valid_mask |= valid ? 1u << k : 0u;
+    for (int k = 0; k < kTokenPieces; ++k) {
+      const int i = threadIdx.x + k * kMmaThreads;
+      const int64_t t = cta_t0 + i / 4;
+      row_valid[k] = t < T;
+      row_base[k] = a.residual + (row_valid[k] ? t : 0) * 4 * H + (i % 4) * 8;
     }
-    auto issue = [&](int64_t s, int buf) {
-      const int64_t offset = (s % 4) * H + (chunk_begin + s / 4) * kChunk;
+    const uint4 *frag_src = w_frags + threadIdx.x;
+    auto issue = [&](int s, int buf) {
+      const int64_t offset = (s % 4) * H + static_cast<int64_t>(chunk_begin + s / 4) * kChunk;
       char *stage = pipe + buf * kStageBytes;
 #pragma unroll
-      for (int k = 0; k < kPiecesPerThread; ++k) {
-        const int i = threadIdx.x + k * kMmaThreads;
-        if (i < kPieces) cp_async16(stage + i * 16, src_base[k] + offset, (valid_mask >> k) & 1u);
-      }
+      for (int k = 0; k < kTokenPieces; ++k)
+        cp_async16(stage + (threadIdx.x + k * kMmaThreads) * 16, row_base[k] + offset, row_valid[k]);
+      const uint4 *src = frag_src + s * kFragsPerStep;
+#pragma unroll
+      for (int k = 0; k < kFragPieces; ++k)
+        cp_async16(stage + kTokenBytes + (threadIdx.x + k * kMmaThreads) * 16, src + k * kMmaThreads, true);
     };
 #pragma unroll
     for (int st = 0; st < kStages - 1; ++st) {
       if (st < n_steps) issue(st, st);
       cp_async_commit();
     }
-    for (int64_t s = 0; s < n_steps; ++s) {
+    int buf = 0;  // stage of step s
+    for (int s = 0; s < n_steps; ++s) {
       cp_async_wait<kStages - 2>();  // this thread's copies of step s have landed
       __syncthreads();               // everyone's have; and everyone is done with step s - 1
-      if (s + kStages - 1 < n_steps) issue(s + kStages - 1, static_cast<int>((s + kStages - 1) % kStages));
+      const int issue_buf = buf == 0 ? kStages - 1 : buf - 1;  // (s + 2) % 3
+      if (s + kStages - 1 < n_steps) issue(s + kStages - 1, issue_buf);
       cp_async_commit();
-      const char *stage = pipe + (s % kStages) * kStageBytes;
-      uint4 xs[kMTiles][2], b[kNTiles][3];
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r)
-          xs[mt][r] = *reinterpret_cast<const uint4 *>(
-              stage + (warp * kTokensPerWarp + mt * 16 + r * 8 + g) * kRowBytes + c * 16);
+      const char *stage = pipe + buf * kStageBytes;
+      buf = buf == kStages - 1 ? 0 : buf + 1;
+      uint4 xs[kNTiles], w[kOutTiles][3][2];
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt)
+        xs[nt] = *reinterpret_cast<const uint4 *>(stage + (warp * kTokensPerWarp + nt * 8 + g) * kRowBytes + c * 16);
+      const uint4 *frag = reinterpret_cast<const uint4 *>(stage + kTokenBytes) + lane;
+#pragma unroll
+      for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
         for (int p = 0; p < 3; ++p)
-          b[nt][p] = *reinterpret_cast<const uint4 *>(stage + (kTokensPerCta + p * 24 + nt * 8 + g) * kRowBytes + c * 16);
-      mma_step(xs, b);
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) w[mt][p][hf] = frag[((mt * 3 + p) * 2 + hf) * 32];
+      mma_step(xs, w);
     }
     cp_async_wait<0>();
   } else {
-    // The loads of step s + 1 (streams from HBM, weight parts from L2) are issued before the
-    // MMAs of step s, so each warp always has a step's loads in flight.
-    // The 4 token rows of this lane: m-tile mt, half r (row g or g + 8).
-    int64_t row_t[kMTiles][2];
+    // The loads of step s + 1 (streams from HBM, weight fragments from L2) are issued before
+    // the MMAs of step s, so each warp always has a step's loads in flight.
+    auto load_step = [&](int s, uint4(&xs)[kNTiles], uint4(&w)[kOutTiles][3][2]) {
+      const int j = s % 4;
+      const int64_t h = static_cast<int64_t>(chunk_begin + s / 4) * kChunk + 8 * c;
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt)
+      for (int nt = 0; nt < kNTiles; ++nt) {
+        const int64_t t = token_of(nt);
+        xs[nt] = t < T ? load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H) : make_uint4(0, 0, 0, 0);
+      }
+      const uint4 *frag = w_frags + static_cast<int64_t>(s) * kFragsPerStep + lane;
 #pragma unroll
-      for (int r = 0; r < 2; ++r) row_t[mt][r] = cta_t0 + warp * kTokensPerWarp + mt * 16 + r * 8 + g;
-    auto load_step = [&](int64_t s, uint4(&xs)[kMTiles][2], uint4(&b)[kNTiles][3]) {
-      const int j = static_cast<int>(s % 4);
-      const int64_t h = (chunk_begin + s / 4) * kChunk + 8 * c;
-#pragma unroll
-      for (int mt = 0; mt < kMTiles; ++mt)
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int64_t t = row_t[mt][r];
-          xs[mt][r] = t < T ? load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H) : make_uint4(0, 0, 0, 0);
-        }
-      // weight part p of output nt*8 + g, channels 8c..8c+7 of stream j
-#pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
+      for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
         for (int p = 0; p < 3; ++p)
-          b[nt][p] = load_bf16x8<kVec>(a.fn_parts + (static_cast<int64_t>(p) * 24 + nt * 8 + g) * K + j * H, h, H);
+#pragma unroll
+          for (int hf = 0; hf < 2; ++hf) w[mt][p][hf] = __ldg(frag + ((mt * 3 + p) * 2 + hf) * 32);
     };
-    uint4 xs[kMTiles][2], b[kNTiles][3];
-    if (n_steps > 0) load_step(0, xs, b);
-    for (int64_t s = 0; s < n_steps; ++s) {
-      uint4 xs_next[kMTiles][2], b_next[kNTiles][3];
+    uint4 xs[kNTiles], w[kOutTiles][3][2];
+    if (n_steps > 0) load_step(0, xs, w);
+    for (int s = 0; s < n_steps; ++s) {
+      uint4 xs_next[kNTiles], w_next[kOutTiles][3][2];
       const bool more = s + 1 < n_steps;
-      if (more) load_step(s + 1, xs_next, b_next);
-      mma_step(xs, b);
+      if (more) load_step(s + 1, xs_next, w_next);
+      mma_step(xs, w);
       if (more) {
 #pragma unroll
-        for (int mt = 0; mt < kMTiles; ++mt) xs[mt][0] = xs_next[mt][0], xs[mt][1] = xs_next[mt][1];
+        for (int nt = 0; nt < kNTiles; ++nt) xs[nt] = xs_next[nt];
 #pragma unroll
-        for (int nt = 0; nt < kNTiles; ++nt)
+        for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
-          for (int p = 0; p < 3; ++p) b[nt][p] = b_next[nt][p];
+          for (int p = 0; p < 3; ++p) w[mt][p][0] = w_next[mt][p][0], w[mt][p][1] = w_next[mt][p][1];
       }
     }
   }
 
-  // Partials (mma_common.cuh has the fragment layout); rows past T are dropped.
+  // Partials: C fragment element e of (m-tile mt, n-tile nt) is output mt * 16 + g + 8 * (e / 2)
+  // of token nt * 8 + 2c + e % 2; the sum of squares of token nt * 8 + g is combined over the
+  // row's 4 lanes by butterfly and written by lane c == 0. Tokens past T are dropped.
   float *part = a.partials + static_cast<int64_t>(split) * T * 25;
   const int64_t warp_t0 = cta_t0 + warp * kTokensPerWarp;
-  for_each_partial<24>(acc, sum_sq, [&](int row, int o, float v) {
-    const int64_t t = warp_t0 + row;
-    if (t < T) part[t * 25 + o] = v;
-  });
+#pragma unroll
+  for (int nt = 0; nt < kNTiles; ++nt) {
+    float q = sum_sq[nt];
+    q += __shfl_xor_sync(0xffffffffu, q, 1);
+    q += __shfl_xor_sync(0xffffffffu, q, 2);
+    if (c == 0 && token_of(nt) < T) part[token_of(nt) * 25 + 24] = q;
+#pragma unroll
+    for (int mt = 0; mt < kOutTiles; ++mt)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int o = mt * 16 + g + 8 * (e / 2);
+        const int64_t t = warp_t0 + nt * 8 + 2 * c + e % 2;
+        if (o < 24 && t < T) part[t * 25 + o] = acc[mt][nt][e];
+      }
+  }
   allow_dependent_launch();
 }
 
 }  // namespace
 
 void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt) {
-  const int64_t n_weights = 24 * 4 * H;
-  launch_kernel(split_weights_kernel, dim3(static_cast<unsigned>((n_weights + 255) / 256)),
-                dim3(256), opt, fn, fn_parts, n_weights);
+  const int64_t n_threads = n_steps_total(H) * (kFragsPerStep / 3);
+  launch_kernel(split_weights_kernel, dim3(static_cast<unsigned>((n_threads + 255) / 256)), dim3(256), opt, fn,
+                reinterpret_cast<uint4 *>(fn_parts), H);
 }
 
 void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
