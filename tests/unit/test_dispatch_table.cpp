@@ -176,6 +176,15 @@ void test_documented_paths(void **) {
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 32, 7168, false, h200).splits, 14);
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 4096, false, h200).splits, 8);
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 7168, false, h200).splits, 14);
+  // prefill: the MMA rows cap the split count (same grid for both hidden sizes)
+  for (int64_t H : {4096, 7168}) {
+    assert_int_equal(mhc::cuda::choose_gemm_config(24, 512, H, false, h200).splits, 32);
+    assert_int_equal(mhc::cuda::choose_gemm_config(24, 2048, H, false, h200).splits, 16);
+    assert_int_equal(mhc::cuda::choose_gemm_config(24, 8192, H, false, h200).splits, 16);
+    assert_int_equal(mhc::cuda::choose_gemm_config(24, 1, H, true, h200).splits, 16);
+  }
+  // a hidden size below the cap keeps one split per chunk
+  assert_int_equal(mhc::cuda::choose_gemm_config(24, 8192, 1000, false, h200).splits, 4);
 }
 
 }  // namespace
