@@ -103,8 +103,11 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
   const int64_t T = a.T, H = a.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c = lane % 4;
-  const int split = blockIdx.y;
-  const int64_t cta_t0 = static_cast<int64_t>(blockIdx.x) * kTokensPerCta;
+  // 1-D grid, split fastest: the CTAs resident at once cover whole token rows of a compact
+  // token range (all splits of a block together), not a few channels of every token
+  const int n_splits = static_cast<int>(gridDim.x / ((T + kTokensPerCta - 1) / kTokensPerCta));
+  const int split = static_cast<int>(blockIdx.x % n_splits);
+  const int64_t cta_t0 = static_cast<int64_t>(blockIdx.x / n_splits) * kTokensPerCta;
   const int n_chunks = static_cast<int>((H + kChunk - 1) / kChunk);
   const int chunk_begin = split * static_cast<int>(a.vectors_per_split);  // here: chunks per split
   const int chunk_end = min(n_chunks, chunk_begin + static_cast<int>(a.vectors_per_split));
@@ -281,7 +284,7 @@ void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOpti
   // than the register path at H = 4096 (src/cuda/TUNING.md). Same bits either way.
   const bool pipe = vec && 4 * args.vectors_per_split >= 16;
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>((a.T + kTokensPerCta - 1) / kTokensPerCta), static_cast<unsigned>(c.splits));
+  cfg.gridDim = dim3(static_cast<unsigned>((a.T + kTokensPerCta - 1) / kTokensPerCta * c.splits));
   cfg.blockDim = dim3(kMmaThreads);
   cfg.dynamicSmemBytes = pipe ? kPipeSmemBytes : 0;
   launch_kernel_cfg(pipe ? prenorm_mma_kernel<true, true>
