@@ -1,7 +1,7 @@
 /* CUDA backend against the CPU backend (the reference backend, itself checked against the
  * float64 reference in tests/unit), for every op:
  *   T in {1,2,4,7,8,15,16,17,32,64,128,512,2048} x H in {4096, 7168}, and
- *   T in {1,2,7,8,16,17,32,128,512} x H in {4160, 2560, 1280, 1000, 7, 1} (odd sizes),
+ *   T in {1,2,7,8,16,17,32,64,128,512} x H in {4160, 2560, 1280, 1000, 7, 1} (odd sizes),
  * with the vLLM test inputs and the model-like inputs (spec §5). Per (T, H, inputs):
  *   hc_post; hc_pre, hc_pre + norm_weight and hc_head on the CPU's hc_post output;
  *   hc_post_pre with and without norm_weight, which must equal the CUDA backend's own
@@ -51,7 +51,7 @@
 #define MIX_ATOL 1e-5
 
 static const int64_t kTsMain[] = {1, 2, 4, 7, 8, 15, 16, 17, 32, 64, 128, 512, 2048};
-static const int64_t kTsOdd[] = {1, 2, 7, 8, 16, 17, 32, 128, 512};
+static const int64_t kTsOdd[] = {1, 2, 7, 8, 16, 17, 32, 64, 128, 512};
 static const int64_t kOddH[] = {4096 + 64, 2560, 1280, 1000, 7, 1};
 /* MHC_GPU_TESTS_QUICK=1 (scripts/gpu-sanitizers.sh: every kernel is 10-100x slower under
  * compute-sanitizer): fewer T, still one of every launch configuration -- split-K FMA with

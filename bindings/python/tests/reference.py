@@ -68,6 +68,14 @@ def hc_pre(residual_bits, fn, scale, base, norm_weight_bits=None, iters=20, rms_
         rs = 1.0 / np.sqrt((li * li).mean(axis=1) + norm_eps)
         li_rounded = bf16_to_f64(f32_to_bf16(li.astype(np.float32)))
         w = bf16_to_f64(norm_weight_bits)[None, :]
+        # Where the sum lies within its fp32 error of a bf16 rounding midpoint, the library's
+        # bf16(sum) may round the other way: one ulp of the sum, times rs * |w| -- up to two
+        # ulps of the output when the sum sits low in its binade and the output high in its
+        # own. The magnitude grows by that step / ACCUMULATION_EPS there, so either rounding
+        # passes; elsewhere the budget is unchanged.
+        ulp = bf16_ulp(li)
+        near_tie = ulp / 2 - np.abs(li - li_rounded) <= ACCUMULATION_EPS * mag
+        mag = mag + np.where(near_tie, ulp / ACCUMULATION_EPS, 0.0)
         li = li_rounded * rs[:, None] * w
         mag = mag * rs[:, None] * np.abs(w)
     return (post, comb, li, mag) if magnitudes else (post, comb, li)
