@@ -11,9 +11,10 @@
 // B fragment is two consecutive registers of one token's 16-byte load, and the split kernel
 // stores the weight parts in A-fragment order, so both operands go from one 16-byte load
 // straight into the MMA (with tokens as the M side, the A fragment interleaves two tokens'
-// rows, which cost ~4 register moves per MMA). Per k-step of 32 channels of one stream a lane (g = lane/4, c = lane%4)
-// takes channels 8c..8c+7 of its tokens; k-slots (2c, 2c+1, 2c+8, 2c+9) of the first MMA
-// are channels 8c..8c+3, of the second 8c+4..8c+7, for both operands.
+// rows, which cost ~4 register moves per MMA). Per k-step of 32 channels of one stream a
+// lane (g = lane/4, c = lane%4) takes channels 8c..8c+7 of its tokens; k-slots (2c, 2c+1,
+// 2c+8, 2c+9) of the first MMA are channels 8c..8c+3, of the second 8c+4..8c+7, for both
+// operands.
 //
 // Layout: a CTA of 4 warps owns 128 tokens and one K-split; each warp owns 32 tokens
 // (4 n-tiles of 8) and all 24 outputs.
