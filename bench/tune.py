@@ -11,7 +11,8 @@ finalize), 1 = bf16x3 tensor-core split-K, 2 = one-pass cluster kernel (splits =
 cluster).
 It collects the warm-L2 µs per call, keeps the fastest candidate per (T, H), and prints
   1. the sweep (best three per row), ready for src/cuda/TUNING.md, and
-  2. suggested table rows (channels per split, so one row serves every hidden size).
+  2. suggested table rows (FMA: channels per split, so one row serves every hidden size;
+     tensor-core: a capped split count, the same grid for every hidden size).
 
     python3 bench/tune.py --bench build/bench/mhc_bench [--tokens 1,16,...] [--hidden 4096,7168]
     python3 bench/tune.py --head ...     # hc_head's table
@@ -62,9 +63,10 @@ def candidates(T, H, head):
             if not head and T <= 32 and splits <= 16:  # one kernel: splits form a cluster
                 for ctas in sorted({-(-T // tpb), min(4, -(-T // tpb))}):
                     out.append((FMA, splits, 8, tpb, ctas, 1, 0, 1))
-    if T >= 64 and not head:  # tensor-core kernel: channels per split
-        for chunk in (64, 128, 256, 512):
-            out.append((MMA, min(256, -(-H // chunk)), 0, 0, 0, 0, 0, 0))
+    if T >= 64 and not head:  # tensor-core kernel: split counts (rows cap the count, so
+        # both hidden sizes get the same grid; TUNING.md, seventh sweep)
+        for s in sorted({min(S, -(-H // 32)) for S in (8, 12, 16, 24, 32, 64)}):
+            out.append((MMA, s, 0, 0, 0, 0, 0, 0))
     if T >= 128:  # one-pass cluster kernel
         for C in (8, 16):
             if cluster_kernel_fits(n_out, C, H):
@@ -131,7 +133,7 @@ def main():
 
     table = "kHeadTable" if args.head else "kPreTable"
     print(f"\nSuggested {table} rows {{max_tokens, variant, channels/split, groups, tpb, ctas, "
-          "cluster_ctas, one_kernel, max_splits, early_launch, fuse_post} (from the largest hidden "
+          "cluster_ctas, one_kernel, max_splits, early_launch, fuse_post[, cap_splits]} (from the largest hidden "
           "size measured):")
     H = max(hidden)
     for T in tokens:
@@ -141,8 +143,11 @@ def main():
         if variant == CLUSTER:  # the row's fallback (split-K) is the table's business
             print(f"    {{{T}, kFma, 512, {1 if args.head else 8}, 4, 256, {splits}, false}},")
             continue
+        if variant == MMA:  # 32-channel chunks, the count capped (Row::cap_splits)
+            print(f"    {{{T}, kMma, 32, 0, 0, 0, 0, false, {splits}, false, false, true}},")
+            continue
         chunk = -(-H // splits)
-        name = "kMma" if variant == MMA else "kFma"
+        name = "kFma"
         one = "true" if cluster else "false"
         print(f"    {{{T}, {name}, {chunk}, {groups}, {tpb}, {ctas}, 0, {one}, 0, "
               f"{'true' if early else 'false'}, {'true' if fuse else 'false'}}},")
