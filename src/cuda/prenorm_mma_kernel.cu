@@ -56,16 +56,16 @@ constexpr int kStageBytes = kTokenBytes + kFragsPerStep * 16;
 constexpr int kPipeSmemBytes = kStages * kStageBytes;  // 43,008 B
 static_assert(kPipeSmemBytes <= 48 * 1024, "within the default dynamic shared memory limit");
 
-__host__ __device__ inline int64_t n_steps_total(int64_t H) { return 4 * ((H + kChunk - 1) / kChunk); }
-
 // Splits fn [24, K] fp32 into three bf16 parts hi + mid + lo, stored as A fragments: step
 // (chunk, stream j) is global step 4 * chunk + j, so a split's steps are contiguous. Thread
 // (step, m-tile, half, lane) splits its 8 weights (outputs o and o + 8, 4 channels each) and
-// writes one fragment per part. Channels >= H and outputs >= 24 are zero weights.
-__global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uint4 *frags, int64_t H) {
+// writes one fragment per part. Channels >= H and outputs >= 24 are zero weights. n_threads:
+// the workspace's fragments / 3 parts (weight_parts_bytes sizes them).
+__global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uint4 *frags, int64_t H,
+                                                              int64_t n_threads) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 256 + threadIdx.x;
   wait_for_prior_grid();
-  if (i >= n_steps_total(H) * (kFragsPerStep / 3)) return;
+  if (i >= n_threads) return;
   const int lane = static_cast<int>(i % 32), half = static_cast<int>(i / 32 % 2);
   const int mt = static_cast<int>(i / 64 % kOutTiles);
   const int64_t step = i / (64 * kOutTiles), chunk = step / 4, j = step % 4;
@@ -269,9 +269,9 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
 }  // namespace
 
 void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt) {
-  const int64_t n_threads = n_steps_total(H) * (kFragsPerStep / 3);
+  const int64_t n_threads = static_cast<int64_t>(weight_parts_bytes(H) / (3 * sizeof(uint4)));
   launch_kernel(split_weights_kernel, dim3(static_cast<unsigned>((n_threads + 255) / 256)), dim3(256), opt, fn,
-                reinterpret_cast<uint4 *>(fn_parts), H);
+                reinterpret_cast<uint4 *>(fn_parts), H, n_threads);
 }
 
 void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
