@@ -94,10 +94,11 @@ class CudaBackend final : public Backend {
            device, prop.name, prop.major, prop.minor);
     has_pdl_ = prop.major >= 9;
     user_pdl_ = has_pdl_ && (flags & MHC_CONTEXT_FLAG_PDL);
+    DeviceGuard guard(device_);
+    // Per context, not once per process: the opt-ins are attributes of the device's
+    // context, which a cudaDeviceReset() between two contexts would have dropped.
+    configure_mma_kernels();
     if (prop.major >= 9) {
-      DeviceGuard guard(device_);
-      // Per context, not once per process: the opt-ins are attributes of the device's
-      // context, which a cudaDeviceReset() between two contexts would have dropped.
       caps_.max_cluster_ctas = configure_cluster_kernels();
       if (caps_.max_cluster_ctas >= 16) configure_gemm_cluster_kernels();
     }

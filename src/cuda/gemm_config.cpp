@@ -25,8 +25,8 @@ struct Row {
   bool early_launch = false;  // GemmConfig::early_launch
   bool fuse_post = false;     // GemmConfig::fuse_post
   bool cap_splits = false;    // max_splits caps the split count instead of doubling `chunk`
-                              // (MMA rows: a split takes ceil(chunks / splits) 32-channel
-                              // chunks, so any count works and H = 7168 gets the same grid)
+                              // (MMA rows: a split takes ceil(steps / splits) 64-channel
+                              // steps, so any count works and H = 7168 gets the same grid)
 };
 
 constexpr GemmVariant kFma = GemmVariant::kFma, kMma = GemmVariant::kMma;

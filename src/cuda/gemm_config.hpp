@@ -50,10 +50,10 @@ GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invari
 bool cluster_fits(int n_out, int cluster_ctas, int64_t H);
 
 // The MMA variant's bf16x3 split of fn, stored by prenorm_mma_kernel.cu in the MMA's fragment
-// order: per k-step (32 channels of one stream) 6 KB -- 2 m-tiles of 16 outputs (24 used)
-// x 3 parts x 2 halves x 32 lanes x 16 bytes.
-constexpr int kMmaStepChannels = 32;
-constexpr int kMmaFragBytesPerStep = 2 * 3 * 2 * 32 * 16;
+// order: per k-step (64 channels of one stream, two sub-steps of 32) 12 KB -- per sub-step 2
+// m-tiles of 16 outputs (24 used) x 3 parts x 2 halves x 32 lanes x 16 bytes.
+constexpr int kMmaStepChannels = 64;
+constexpr int kMmaFragBytesPerStep = 2 * 2 * 3 * 2 * 32 * 16;
 // Its workspace bytes (a multiple of 16); it precedes the partials in the workspace.
 size_t weight_parts_bytes(int64_t H);
 

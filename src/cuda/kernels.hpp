@@ -101,6 +101,9 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
 // (weight_parts_bytes(H)) once per call, before the GEMM.
 void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt);
 void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt);
+// Opts the MMA kernel's shared-memory pipeline in to its dynamic shared memory (> 48 KB) on
+// the current device.
+void configure_mma_kernels();
 
 void launch_finalize(int n_out, const FinalizeArgs &a, const LaunchOptions &opt);
 

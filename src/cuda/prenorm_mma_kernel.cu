@@ -17,12 +17,17 @@
 // operands.
 //
 // Layout: a CTA of 4 warps owns 128 tokens and one K-split; each warp owns 32 tokens
-// (4 n-tiles of 8) and all 24 outputs.
-// Where a split has >= 16 steps and the inputs are aligned (H % 32 == 0, 16-byte pointers),
-// the operands go through a 3-stage cp.async pipeline in shared memory: per step the CTA
-// copies its 128 token rows and the step's 6 KB of weight fragments two steps ahead of the
-// MMAs. Otherwise each lane loads its operands straight into registers, one step ahead. Both
-// paths run the same MMAs in the same order, so they give the same bits. At these sizes
+// (4 n-tiles of 8) and all 24 outputs. The K order is by steps of 64 channels of one stream
+// (step = (pair of 32-channel chunks, stream j)), each step two 32-channel sub-steps: a
+// split owns whole steps, and a token row's 128 bytes of a step are read together, a whole
+// cache line (64-byte halves read at different times cost 35 % of the read bandwidth in a
+// microbenchmark of this access pattern on an H200: 2.6 vs 4.0 TB/s; src/cuda/TUNING.md).
+// Where a split has >= 2 steps and the inputs are aligned (H % 32 == 0, 16-byte pointers),
+// the operands go through a cp.async pipeline in shared memory: per step the CTA copies its
+// 128 token rows and the step's 12 KB of weight fragments ahead of the MMAs. Otherwise each
+// lane loads its operands straight into registers, one sub-step ahead. Both paths run the
+// same MMAs in the same order, so they give the same bits. A sub-step past H (the second
+// half of the last step when H % 64 == 32) reads zeros and adds nothing. At these sizes
 // hc_post_pre runs as the post kernel followed by this plain hc_pre (measured faster than
 // fusing the post into this kernel, src/cuda/TUNING.md), so there is no fused variant.
 #include <cuda_runtime.h>
@@ -40,27 +45,40 @@ constexpr int kMmaThreads = kMmaWarps * 32;
 constexpr int kNTiles = 4;                                  // n-tiles of 8 tokens per warp
 constexpr int kTokensPerWarp = 8 * kNTiles;
 constexpr int kTokensPerCta = kTokensPerWarp * kMmaWarps;   // 128
-constexpr int kChunk = kMmaStepChannels;                    // channels per k-step: 32
+constexpr int kChunk = 32;                                  // channels per sub-step
+constexpr int kStepChannels = kMmaStepChannels;             // channels per step: 64
+constexpr int kSubSteps = kStepChannels / kChunk;           // 2
 constexpr int kOutTiles = 2;                                // m-tiles of 16 outputs (24 used)
-// Weight fragments of one k-step: [m-tile][part][half][lane] x 16 bytes, where half 0 feeds
-// the lane's channels 8c..8c+3 and half 1 8c+4..8c+7 (the split kernel writes this order).
-constexpr int kFragsPerStep = kOutTiles * 3 * 2 * 32;       // uint4s: 6 KB
-static_assert(kFragsPerStep * 16 == kMmaFragBytesPerStep, "the workspace size (gemm_config.cpp)");
-// The shared-memory pipeline of the aligned path: per stage, one 64-byte row (32 bf16
-// channels) per token of the CTA, then the step's weight fragments. A lane's 16-byte reads
-// are conflict-free (8 lanes = 2 consecutive token rows or 128 consecutive fragment bytes).
-constexpr int kStages = 3;
-constexpr int kRowBytes = kChunk * 2;
+// Weight fragments of one sub-step: [m-tile][part][half][lane] x 16 bytes, where half 0 feeds
+// the lane's channels 8c..8c+3 and half 1 8c+4..8c+7 (the split kernel writes this order);
+// a step's two sub-steps follow each other.
+constexpr int kFragsPerSub = kOutTiles * 3 * 2 * 32;        // uint4s: 6 KB
+static_assert(kSubSteps * kFragsPerSub * 16 == kMmaFragBytesPerStep, "the workspace size (gemm_config.cpp)");
+// The shared-memory pipeline of the aligned path: per stage (one step), one 128-byte row (64
+// bf16 channels) per token of the CTA, then the step's weight fragments. In a row, the
+// 64-byte halves (sub-steps) swap places on odd rows, so a quarter-warp's 16-byte reads (two
+// consecutive rows, same sub-step) hit 32 different banks; fragment reads are 128
+// consecutive bytes per 8 lanes. Two stages: 56 KB, four CTAs per SM (228 KB), 64 KB of
+// streams in flight per SM, as many as the 3-stage pipeline of 32-channel steps had.
+constexpr int kStages = 2;
+constexpr int kRowBytes = kStepChannels * 2;
 constexpr int kTokenBytes = kTokensPerCta * kRowBytes;
-constexpr int kStageBytes = kTokenBytes + kFragsPerStep * 16;
-constexpr int kPipeSmemBytes = kStages * kStageBytes;  // 43,008 B
-static_assert(kPipeSmemBytes <= 48 * 1024, "within the default dynamic shared memory limit");
+constexpr int kStageBytes = kTokenBytes + kSubSteps * kFragsPerSub * 16;
+constexpr int kPipeSmemBytes = kStages * kStageBytes;  // 57,344 B
+constexpr int kPipeCtasPerSm = kStages == 2 ? 4 : 2;
 
-// Splits fn [24, K] fp32 into three bf16 parts hi + mid + lo, stored as A fragments: step
-// (chunk, stream j) is global step 4 * chunk + j, so a split's steps are contiguous. Thread
-// (step, m-tile, half, lane) splits its 8 weights (outputs o and o + 8, 4 channels each) and
-// writes one fragment per part. Channels >= H and outputs >= 24 are zero weights. n_threads:
-// the workspace's fragments / 3 parts (weight_parts_bytes sizes them).
+// Sub-step u of the global order (steps of 64 channels by (pair, stream), then halves):
+// its stream and first channel.
+__device__ __forceinline__ int sub_stream(int64_t u) { return static_cast<int>(u / kSubSteps % 4); }
+__device__ __forceinline__ int64_t sub_channel(int64_t u) {
+  return (u / (4 * kSubSteps) * kSubSteps + u % kSubSteps) * kChunk;
+}
+
+// Splits fn [24, K] fp32 into three bf16 parts hi + mid + lo, stored as A fragments in the
+// global sub-step order, so a split's steps are contiguous. Thread (sub-step, m-tile, half,
+// lane) splits its 8 weights (outputs o and o + 8, 4 channels each) and writes one fragment
+// per part. Channels >= H and outputs >= 24 are zero weights. n_threads: the workspace's
+// fragments / 3 parts (weight_parts_bytes sizes them).
 __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uint4 *frags, int64_t H,
                                                               int64_t n_threads) {
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 256 + threadIdx.x;
@@ -68,9 +86,10 @@ __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uin
   if (i >= n_threads) return;
   const int lane = static_cast<int>(i % 32), half = static_cast<int>(i / 32 % 2);
   const int mt = static_cast<int>(i / 64 % kOutTiles);
-  const int64_t step = i / (64 * kOutTiles), chunk = step / 4, j = step % 4;
+  const int64_t u = i / (64 * kOutTiles);
+  const int j = sub_stream(u);
   const int g = lane / 4, c = lane % 4;
-  const int64_t h0 = chunk * kChunk + 8 * c + 4 * half;
+  const int64_t h0 = sub_channel(u) + 8 * c + 4 * half;
   // fragment word w: rows (o, o + 8, o, o + 8), channel pairs (h0, h0, h0 + 2, h0 + 2)
   uint32_t words[3][4];
 #pragma unroll
@@ -85,7 +104,7 @@ __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uin
   }
 #pragma unroll
   for (int p = 0; p < 3; ++p)
-    frags[((step * kOutTiles + mt) * 3 + p) * 64 + half * 32 + lane] =
+    frags[((u * kOutTiles + mt) * 3 + p) * 64 + half * 32 + lane] =
         make_uint4(words[p][0], words[p][1], words[p][2], words[p][3]);
 }
 
@@ -95,11 +114,11 @@ __device__ __forceinline__ void mma_bf16_a4(float c[4], const uint4 &a, uint32_t
   mma_bf16(c, av, bv);
 }
 
-// kPipe (needs kVec): the shared-memory pipeline, at most 128 registers: 4 CTAs per SM.
-// Register path: its one-step prefetch of both operands needs ~200 registers: 2 CTAs per SM
-// (it serves T <= 512, whose grids have about that many CTAs per SM, and unaligned inputs).
+// kPipe (needs kVec): the shared-memory pipeline, at most 128 registers at 4 CTAs per SM.
+// Register path: its one-sub-step prefetch of both operands needs ~200 registers: 2 CTAs per
+// SM (it serves T <= 128, whose grids have about that many CTAs per SM, and unaligned inputs).
 template <bool kVec, bool kPipe>
-__global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel(const GemmArgs a) {
+__global__ void __launch_bounds__(kMmaThreads, kPipe ? kPipeCtasPerSm : 2) prenorm_mma_kernel(const GemmArgs a) {
   static_assert(kVec || !kPipe, "the pipeline copies 16-byte pieces");
   const int64_t T = a.T, H = a.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -109,12 +128,13 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
   const int n_splits = static_cast<int>(gridDim.x / ((T + kTokensPerCta - 1) / kTokensPerCta));
   const int split = static_cast<int>(blockIdx.x % n_splits);
   const int64_t cta_t0 = static_cast<int64_t>(blockIdx.x / n_splits) * kTokensPerCta;
-  const int n_chunks = static_cast<int>((H + kChunk - 1) / kChunk);
-  const int chunk_begin = split * static_cast<int>(a.vectors_per_split);  // here: chunks per split
-  const int chunk_end = min(n_chunks, chunk_begin + static_cast<int>(a.vectors_per_split));
-  const int n_steps = 4 * max(0, chunk_end - chunk_begin);
-  // this split's weight fragments: step s at w_frags + s * kFragsPerStep
-  const uint4 *w_frags = reinterpret_cast<const uint4 *>(a.fn_parts) + static_cast<int64_t>(chunk_begin) * 4 * kFragsPerStep;
+  const int64_t n_pairs = (H + kStepChannels - 1) / kStepChannels;  // 64-channel columns
+  const int64_t pair_begin = split * a.vectors_per_split;           // here: pairs per split
+  const int64_t pair_end = min(n_pairs, pair_begin + a.vectors_per_split);
+  const int n_steps = 4 * static_cast<int>(max(int64_t{0}, pair_end - pair_begin));
+  const int64_t u_begin = pair_begin * 4 * kSubSteps;  // the split's first global sub-step
+  // this split's weight fragments: sub-step u at w_frags + u * kFragsPerSub
+  const uint4 *w_frags = reinterpret_cast<const uint4 *>(a.fn_parts) + u_begin * kFragsPerSub;
 
   wait_for_prior_grid();
 
@@ -129,9 +149,9 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
       for (int i = 0; i < 4; ++i) acc[mt][nt][i] = 0.0f;
   }
 
-  // Step s = (chunk s / 4, stream s % 4) of this split: per output element the parts go
-  // small first, each as channels 8c..8c+3 then 8c+4..8c+7, in the same order on both paths.
-  // xs[nt]: the lane's 8 channels of token nt * 8 + g; w[mt][p][half]: weight fragments.
+  // One sub-step: per output element the parts go small first, each as channels 8c..8c+3
+  // then 8c+4..8c+7, in the same order on both paths. xs[nt]: the lane's 8 channels of token
+  // nt * 8 + g; w[mt][p][half]: weight fragments.
   auto mma_step = [&](const uint4(&xs)[kNTiles], const uint4(&w)[kOutTiles][3][2]) {
 #pragma unroll
     for (int mt = 0; mt < kOutTiles; ++mt)
@@ -151,29 +171,32 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
   if constexpr (kPipe) {
     extern __shared__ uint4 s_pipe[];
     char *pipe = reinterpret_cast<char *>(s_pipe);
-    // Thread i copies token pieces i + 128k (row (i + 128k) / 4, 16-byte piece i % 4) and
-    // fragment pieces i + 128k of every stage. Token row r of step (chunk, j) comes from
-    // residual + (t0 + r) * 4H + j * H + chunk * 32: the per-row bases are computed once
-    // and each step adds one offset; rows past T are zero-filled (src mapped, unread).
-    constexpr int kTokenPieces = kTokenBytes / 16 / kMmaThreads;  // 4
-    constexpr int kFragPieces = kFragsPerStep / kMmaThreads;      // 3
-    const uint16_t *row_base[kTokenPieces];
-    bool row_valid[kTokenPieces];
-#pragma unroll
-    for (int k = 0; k < kTokenPieces; ++k) {
-      const int i = threadIdx.x + k * kMmaThreads;
-      const int64_t t = cta_t0 + i / 4;
-      row_valid[k] = t < T;
-      row_base[k] = a.residual + (row_valid[k] ? t : 0) * 4 * H + (i % 4) * 8;
-    }
+    // Thread i copies token pieces i + 128k (row i / 8 + 16k, 16-byte piece i % 8 of the
+    // row's 128 bytes: sub-step q = piece / 4) and fragment pieces i + 128k of every stage.
+    // Token row r of step (pair, j) comes from residual + (t0 + r) * 4H + j * H + pair * 64;
+    // rows past T and a sub-step past H are zero-filled (src mapped, unread).
+    constexpr int kTokenPieces = kTokenBytes / 16 / kMmaThreads;  // 8
+    constexpr int kRowStride = kMmaThreads / 8;                   // rows between a thread's pieces
+    constexpr int kFragPieces = kSubSteps * kFragsPerSub / kMmaThreads;  // 6
+    const int piece = threadIdx.x % 8, q = piece / 4, row0 = threadIdx.x / 8;
+    const int dst_piece = ((q ^ (row0 & 1)) * 4 + piece % 4);  // kRowStride is even: same parity
+    const int64_t t0 = cta_t0 + row0;
+    const uint16_t *src0 = a.residual + (t0 < T ? t0 : 0) * 4 * H + piece * 8;
+    const int64_t rows_left = (T - t0 + kRowStride - 1) / kRowStride;  // pieces k with t < T
+    const int rows_valid = rows_left <= 0 ? 0 : static_cast<int>(min(rows_left, int64_t{kTokenPieces}));
     const uint4 *frag_src = w_frags + threadIdx.x;
     auto issue = [&](int s, int buf) {
-      const int64_t offset = (s % 4) * H + static_cast<int64_t>(chunk_begin + s / 4) * kChunk;
+      const int64_t pair = pair_begin + s / 4;
+      const int64_t offset = (s % 4) * H + pair * kStepChannels;
+      const bool in_h = (pair * kSubSteps + q) * kChunk < H;
       char *stage = pipe + buf * kStageBytes;
 #pragma unroll
-      for (int k = 0; k < kTokenPieces; ++k)
-        cp_async16(stage + (threadIdx.x + k * kMmaThreads) * 16, row_base[k] + offset, row_valid[k]);
-      const uint4 *src = frag_src + s * kFragsPerStep;
+      for (int k = 0; k < kTokenPieces; ++k) {
+        const bool valid = in_h && k < rows_valid;
+        const uint16_t *src = src0 + (valid ? offset + static_cast<int64_t>(k) * kRowStride * 4 * H : 0);
+        cp_async16(stage + ((row0 + k * kRowStride) * 8 + dst_piece) * 16, src, valid);
+      }
+      const uint4 *src = frag_src + static_cast<int64_t>(s) * kSubSteps * kFragsPerSub;
 #pragma unroll
       for (int k = 0; k < kFragPieces; ++k)
         cp_async16(stage + kTokenBytes + (threadIdx.x + k * kMmaThreads) * 16, src + k * kMmaThreads, true);
@@ -187,37 +210,43 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
     for (int s = 0; s < n_steps; ++s) {
       cp_async_wait<kStages - 2>();  // this thread's copies of step s have landed
       __syncthreads();               // everyone's have; and everyone is done with step s - 1
-      const int issue_buf = buf == 0 ? kStages - 1 : buf - 1;  // (s + 2) % 3
+      const int issue_buf = buf == 0 ? kStages - 1 : buf - 1;  // (s + kStages - 1) % kStages
       if (s + kStages - 1 < n_steps) issue(s + kStages - 1, issue_buf);
       cp_async_commit();
       const char *stage = pipe + buf * kStageBytes;
       buf = buf == kStages - 1 ? 0 : buf + 1;
-      uint4 xs[kNTiles], w[kOutTiles][3][2];
 #pragma unroll
-      for (int nt = 0; nt < kNTiles; ++nt)
-        xs[nt] = *reinterpret_cast<const uint4 *>(stage + (warp * kTokensPerWarp + nt * 8 + g) * kRowBytes + c * 16);
-      const uint4 *frag = reinterpret_cast<const uint4 *>(stage + kTokenBytes) + lane;
+      for (int sq = 0; sq < kSubSteps; ++sq) {
+        uint4 xs[kNTiles], w[kOutTiles][3][2];
 #pragma unroll
-      for (int mt = 0; mt < kOutTiles; ++mt)
+        for (int nt = 0; nt < kNTiles; ++nt) {
+          const int r = warp * kTokensPerWarp + nt * 8 + g;
+          xs[nt] = *reinterpret_cast<const uint4 *>(stage + (r * 8 + (sq ^ (g & 1)) * 4 + c) * 16);
+        }
+        const uint4 *frag = reinterpret_cast<const uint4 *>(stage + kTokenBytes) + sq * kFragsPerSub + lane;
 #pragma unroll
-        for (int p = 0; p < 3; ++p)
+        for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
-          for (int hf = 0; hf < 2; ++hf) w[mt][p][hf] = frag[((mt * 3 + p) * 2 + hf) * 32];
-      mma_step(xs, w);
+          for (int p = 0; p < 3; ++p)
+#pragma unroll
+            for (int hf = 0; hf < 2; ++hf) w[mt][p][hf] = frag[((mt * 3 + p) * 2 + hf) * 32];
+        mma_step(xs, w);
+      }
     }
     cp_async_wait<0>();
   } else {
-    // The loads of step s + 1 (streams from HBM, weight fragments from L2) are issued before
-    // the MMAs of step s, so each warp always has a step's loads in flight.
-    auto load_step = [&](int s, uint4(&xs)[kNTiles], uint4(&w)[kOutTiles][3][2]) {
-      const int j = s % 4;
-      const int64_t h = static_cast<int64_t>(chunk_begin + s / 4) * kChunk + 8 * c;
+    // The loads of sub-step u + 1 (streams from HBM, weight fragments from L2) are issued
+    // before the MMAs of sub-step u, so each warp always has a sub-step's loads in flight.
+    const int n_subs = n_steps * kSubSteps;
+    auto load_step = [&](int u, uint4(&xs)[kNTiles], uint4(&w)[kOutTiles][3][2]) {
+      const int j = sub_stream(u_begin + u);
+      const int64_t h = sub_channel(u_begin + u) + 8 * c;
 #pragma unroll
       for (int nt = 0; nt < kNTiles; ++nt) {
         const int64_t t = token_of(nt);
-        xs[nt] = t < T ? load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H) : make_uint4(0, 0, 0, 0);
+        xs[nt] = t < T && h < H ? load_bf16x8<kVec>(a.residual + (t * 4 + j) * H, h, H) : make_uint4(0, 0, 0, 0);
       }
-      const uint4 *frag = w_frags + static_cast<int64_t>(s) * kFragsPerStep + lane;
+      const uint4 *frag = w_frags + static_cast<int64_t>(u) * kFragsPerSub + lane;
 #pragma unroll
       for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
@@ -226,11 +255,11 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? 4 : 2) prenorm_mma_kernel
           for (int hf = 0; hf < 2; ++hf) w[mt][p][hf] = __ldg(frag + ((mt * 3 + p) * 2 + hf) * 32);
     };
     uint4 xs[kNTiles], w[kOutTiles][3][2];
-    if (n_steps > 0) load_step(0, xs, w);
-    for (int s = 0; s < n_steps; ++s) {
+    if (n_subs > 0) load_step(0, xs, w);
+    for (int u = 0; u < n_subs; ++u) {
       uint4 xs_next[kNTiles], w_next[kOutTiles][3][2];
-      const bool more = s + 1 < n_steps;
-      if (more) load_step(s + 1, xs_next, w_next);
+      const bool more = u + 1 < n_subs;
+      if (more) load_step(u + 1, xs_next, w_next);
       mma_step(xs, w);
       if (more) {
 #pragma unroll
@@ -274,16 +303,22 @@ void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const 
                 reinterpret_cast<uint4 *>(fn_parts), H, n_threads);
 }
 
+void configure_mma_kernels() {
+  // The pipeline's two 28 KB stages exceed the default 48 KB of dynamic shared memory.
+  MHC_CUDA_CHECK(cudaFuncSetAttribute(prenorm_mma_kernel<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      kPipeSmemBytes));
+}
+
 void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
-  const int64_t n_chunks = (a.H + kChunk - 1) / kChunk;
-  // 16-byte accesses at channel 32*step + 8*lane need whole steps: H % 32 == 0.
+  const int64_t n_pairs = (a.H + kStepChannels - 1) / kStepChannels;
+  // 16-byte accesses at channel 32*sub-step + 8*lane need whole sub-steps: H % 32 == 0.
   const bool vec = a.H % kChunk == 0 && is_aligned16(a.residual);
   GemmArgs args = a;
-  args.vectors_per_split = (n_chunks + c.splits - 1) / c.splits;
-  // The pipeline where a split has >= 16 steps (the T > 512 rows of the table: 32 steps);
-  // with the 8 steps of 64-channel splits its prologue and per-step barrier measured slower
-  // than the register path at H = 4096 (src/cuda/TUNING.md). Same bits either way.
-  const bool pipe = vec && 4 * args.vectors_per_split >= 16;
+  args.vectors_per_split = (n_pairs + c.splits - 1) / c.splits;
+  // The pipeline where a split has >= 2 steps (the T > 128 rows of the table); with the one
+  // step of 64-channel splits its prologue and per-step barrier measured slower than the
+  // register path at H = 4096 (src/cuda/TUNING.md). Same bits either way.
+  const bool pipe = vec && args.vectors_per_split >= 2;
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>((a.T + kTokensPerCta - 1) / kTokensPerCta * c.splits));
   cfg.blockDim = dim3(kMmaThreads);
