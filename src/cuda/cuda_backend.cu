@@ -73,6 +73,7 @@ FinalizeArgs finalize_args(const PreArgs &a, const GemmConfig &c, const float *p
   f.norm_eps = a.p->norm_eps;
   f.sinkhorn_iters = a.p->sinkhorn_iters;
   f.sinkhorn_in_registers = a.T <= kRegisterSinkhornMaxTokens;
+  f.rows_together = c.variant == GemmVariant::kMma && a.T >= kRowsTogetherMinTokens;
   f.post_mix = a.post_mix;
   f.comb_mix = a.comb_mix;
   f.out = a.layer_input;

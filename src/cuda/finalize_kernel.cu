@@ -42,9 +42,20 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
   // 8 CTAs per SM where prefill wants every token's loads in flight.
   extern __shared__ float s_part[];
   __shared__ float s_quarter[4][NOUT + 1];
-  const int64_t t = blockIdx.x, H = a.H;
+  // Grid (token, channel block), or with a.rows_together 1-D with a token's channel blocks
+  // adjacent: whole rows at a time rather than one part of every row and then the next, in
+  // ascending token order -- the tensor-core GEMM before us reads them descending, so our
+  // first tokens are the ones it read last, still in L2 (faster from T = 2048 on an H200,
+  // slower at T = 512: src/cuda/TUNING.md).
+  const int64_t H = a.H;
+  int64_t t = blockIdx.x, block = blockIdx.y;
+  if (a.rows_together) {
+    const unsigned blocks_per_token = kNorm ? 1u : static_cast<unsigned>((H + kChannelsPerBlock - 1) / kChannelsPerBlock);
+    t = blockIdx.x / blocks_per_token;
+    block = blockIdx.x % blocks_per_token;
+  }
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const bool first_block = blockIdx.y == 0;
+  const bool first_block = block == 0;
 
   wait_for_prior_grid();  // the partials come from the GEMM kernel just before us
 
@@ -53,7 +64,7 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
   const int64_t n_vec = (H + kVecWidth - 1) / kVecWidth;
   int64_t v_begin = 0, v_end = n_vec;
   if constexpr (!kNorm) {
-    v_begin = static_cast<int64_t>(blockIdx.y) * (kChannelsPerBlock / kVecWidth);
+    v_begin = block * (kChannelsPerBlock / kVecWidth);
     v_end = min(n_vec, v_begin + kChannelsPerBlock / kVecWidth);
   }
   // Stage this token's split partials in shared memory with every thread (all loads in
@@ -146,7 +157,8 @@ template <int NOUT, bool kNorm>
 void launch_norm_variant(const FinalizeArgs &a, bool vec, const LaunchOptions &opt) {
   const int64_t blocks_per_token = kNorm ? 1 : (a.H + kChannelsPerBlock - 1) / kChannelsPerBlock;
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = dim3(static_cast<unsigned>(a.T), static_cast<unsigned>(blocks_per_token));
+  cfg.gridDim = a.rows_together ? dim3(static_cast<unsigned>(a.T * blocks_per_token))
+                                : dim3(static_cast<unsigned>(a.T), static_cast<unsigned>(blocks_per_token));
   cfg.blockDim = dim3(kFinalizeThreads);
   cfg.dynamicSmemBytes = sizeof(float) * static_cast<size_t>(a.splits) * (NOUT + 1);  // <= 25.6 KB
   launch_kernel_cfg(vec ? finalize_kernel<NOUT, true, kNorm> : finalize_kernel<NOUT, false, kNorm>, cfg, opt, a);

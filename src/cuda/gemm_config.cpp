@@ -38,11 +38,13 @@ constexpr Row kPreTable[] = {
     {16, kFma, 256, 8, 4, 4, 0, false, 0, true, true},
     {32, kFma, 256, 8, 4, 8, 0, false, 16, false, true},
     {64, kFma, 512, 8, 4, 16, 0, false, 0, false, true},
-    {128, kMma, 64, 0, 0, 0, 0, false},  // H = 7168: 112 splits of 64 channels
-    // prefill: 32 splits at T <= 512 (4 token blocks x 32 = 128 CTAs for 132 SMs), 16 above
-    // (at T = 8192, 8 measured 1.5 % / 3 % faster at H = 4096 / 7168, but 16 keeps the
-    // batch-invariant row, which serves every T, twice as wide for small T)
-    {512, kMma, 64, 0, 0, 0, 0, false, 32, false, false, true},
+    {128, kMma, 64, 0, 0, 0, 0, false},  // one 64-channel step per split: 64 / 112 splits
+    // prefill: two steps per split up to T = 1024 (32 / 56 splits at H = 4096 / 7168: at
+    // T = 512, 4 token blocks x 32 = 128 CTAs for 132 SMs), 16 splits above (at H = 7168,
+    // 112 steps / 16 = 7 per split; 28 splits of 4 measured slower from T = 2048). At
+    // T = 8192, 8 splits measured 1.5 % / 3 % faster with 32-channel steps, but 16 keeps the
+    // batch-invariant row, which serves every T, twice as wide for small T.
+    {1024, kMma, 128, 0, 0, 0, 0, false},
     {INT64_MAX, kMma, 256, 0, 0, 0, 0, false, 16, false, false, true},
 };
 constexpr Row kHeadTable[] = {

@@ -41,6 +41,10 @@ struct GemmConfig {
 // warps share an SM (hc_pre T <= 128 by 0.1-0.4 us) and slower at T = 512 (by 0.2-0.8 us).
 constexpr int64_t kRegisterSinkhornMaxTokens = 128;
 
+// From this many tokens the finalize walks whole token rows in ascending order, after the
+// tensor-core GEMM walked them descending (FinalizeArgs::rows_together; same bits).
+constexpr int64_t kRowsTogetherMinTokens = 1025;
+
 // The configuration for n_out outputs (24 for hc_pre, 4 for hc_head).
 GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant,
                               const DeviceCaps &caps);

@@ -74,6 +74,7 @@ struct FinalizeArgs {
   float rms_eps, pre_eps, sinkhorn_eps, post_mult, norm_eps;
   int sinkhorn_iters;
   bool sinkhorn_in_registers;  // the decode form of the Sinkhorn (same bits as the other)
+  bool rows_together;          // finalize grid order: a token's channel blocks adjacent
   float *post_mix;       // [T, 4]   (hc_pre only)
   float *comb_mix;       // [T, 4, 4] (hc_pre only)
   uint16_t *out;         // [T, H] layer_input or head output

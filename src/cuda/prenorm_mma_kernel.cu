@@ -124,10 +124,14 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? kPipeCtasPerSm : 2) preno
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c = lane % 4;
   // 1-D grid, split fastest: the CTAs resident at once cover whole token rows of a compact
-  // token range (all splits of a block together), not a few channels of every token
-  const int n_splits = static_cast<int>(gridDim.x / ((T + kTokensPerCta - 1) / kTokensPerCta));
+  // token range (all splits of a block together), not a few channels of every token. Token
+  // blocks go in descending order: the kernel before us (the post, or the previous op's
+  // finalize) went ascending, so what it touched last is still in L2 when we start, and the
+  // finalize after us (ascending) starts on what we read last.
+  const int64_t n_blocks = (T + kTokensPerCta - 1) / kTokensPerCta;
+  const int n_splits = static_cast<int>(gridDim.x / n_blocks);
   const int split = static_cast<int>(blockIdx.x % n_splits);
-  const int64_t cta_t0 = static_cast<int64_t>(blockIdx.x / n_splits) * kTokensPerCta;
+  const int64_t cta_t0 = (n_blocks - 1 - blockIdx.x / n_splits) * kTokensPerCta;
   const int64_t n_pairs = (H + kStepChannels - 1) / kStepChannels;  // 64-channel columns
   const int64_t pair_begin = split * a.vectors_per_split;           // here: pairs per split
   const int64_t pair_end = min(n_pairs, pair_begin + a.vectors_per_split);
