@@ -93,6 +93,7 @@ struct Options {
   std::vector<int64_t> hidden = {4096, 7168};
   int reps = 100;
   int warmup = 10;
+  double settle_ms = 25.0;
   int calls = 0;             // 0 = automatic
   int max_calls = 50;
   int min_calls = 2;
@@ -115,6 +116,9 @@ void usage(const char *argv0) {
       "  --hidden LIST         H values (default 4096,7168)\n"
       "  --reps R              timed graph replays per measurement (default 100, >= 1)\n"
       "  --warmup W            untimed replays before the timed ones (default 10)\n"
+      "  --settle-ms M         ... and before a row's warm timing at least M ms of them (default 25):\n"
+      "                        clocks settle after the previous row (a prefill row left the next\n"
+      "                        decode row's first ~10 ms up to 1.5 us per call slower on an H200)\n"
       "  --calls N             op calls captured per graph (default: automatic, 2..50)\n"
       "  --target-replay-us U  automatic N aims at replays of about U us (default 2000)\n"
       "  --row-budget-s S      cut reps (not below 20) when one row's timing would take longer\n"
@@ -208,6 +212,8 @@ Options parse_args(int argc, char **argv) {
       reps_set = true;
     } else if (a == "--warmup") {
       o.warmup = int(parse_int(val("--warmup"), "--warmup"));
+    } else if (a == "--settle-ms") {
+      o.settle_ms = parse_double(val("--settle-ms"), "--settle-ms");
     } else if (a == "--calls") {
       o.calls = int(parse_int(val("--calls"), "--calls"));
     } else if (a == "--target-replay-us") {
@@ -757,10 +763,10 @@ void write_json(const std::string &path, const Options &o, const DeviceInfo &dev
                int(mhc_get_version()), int(MHC_VERSION));
   const char *cm = o.cold == COLD_ROTATE ? "rotate" : o.cold == COLD_FLUSH ? "flush" : "none";
   std::fprintf(f,
-               "  \"config\": {\"reps\": %d, \"warmup\": %d, \"cold_mode\": \"%s\", \"pdl\": %s, "
+               "  \"config\": {\"reps\": %d, \"warmup\": %d, \"settle_ms\": %s, \"cold_mode\": \"%s\", \"pdl\": %s, "
                "\"batch_invariant\": %s, \"norm\": %s, \"quick\": %s, \"target_replay_us\": %s, "
                "\"seed\": %llu},\n",
-               o.reps, o.warmup, cm, o.pdl ? "true" : "false",
+               o.reps, o.warmup, json_num(o.settle_ms).c_str(), cm, o.pdl ? "true" : "false",
                o.batch_invariant ? "true" : "false", o.norm ? "true" : "false",
                o.quick ? "true" : "false", json_num(o.target_replay_us).c_str(),
                static_cast<unsigned long long>(o.seed));
@@ -1010,7 +1016,9 @@ Row Bench::run_row(Op op, int64_t T, const Masters &m) {
       r.error = err;
       return r;
     }
-    Stats s = timer.time(g, st, o.warmup, reps);
+    const double replay_us = std::max(double(N) * t1, 1.0);
+    const int settle = int(std::min(10000.0, std::ceil(std::max(o.settle_ms, 0.0) * 1e3 / replay_us)));
+    Stats s = timer.time(g, st, std::max(o.warmup, settle), reps);
     r.warm = {s.median / N, s.min / N, s.p10 / N, s.p90 / N};
   }
 

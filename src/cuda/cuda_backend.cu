@@ -7,9 +7,10 @@
 //   hc_post_pre  -> fused post + prenorm GEMM       -> finalize (PDL-chained), or where
 //                   measured faster, hc_post then hc_pre (identical bits either way)
 //   hc_head      -> prenorm GEMM (4 outputs)        -> finalize (4 outputs)
-// At prefill sizes, hc_pre's GEMM is the tensor-core kernel (prenorm_mma_kernel.cu), and on
-// sm_90+ hc_head's GEMM + finalize pair is one cluster kernel (prenorm_cluster_kernel.cu),
-// so its streams are read from HBM once. gemm_config.cpp has the table that decides.
+// At prefill sizes (T > 128) the GEMM of hc_pre and hc_head is the tensor-core kernel
+// (prenorm_mma_kernel.cu), preceded by the split of fn into its bf16x3 fragments. The
+// one-pass cluster kernel (prenorm_cluster_kernel.cu) stays available to the tuning
+// overrides only. gemm_config.cpp has the table that decides.
 #include <cuda_runtime.h>
 
 #include "context.hpp"
@@ -164,8 +165,14 @@ class CudaBackend final : public Backend {
     g.residual = a.residual;
     g.fn = a.fn;
     place_workspace(a.workspace, c, a.H, &g);
-    launch_prenorm_gemm(4, false, g, c, opt);
+    LaunchOptions gemm_opt = opt;
+    if (c.variant == GemmVariant::kMma) {
+      launch_split_weights(4, a.fn, g.fn_parts, a.H, opt);
+      gemm_opt = opt.chained();
+    }
+    launch_prenorm_gemm(4, false, g, c, gemm_opt);
     f.partials = g.partials;
+    f.rows_together = c.variant == GemmVariant::kMma && a.T >= kRowsTogetherMinTokens;
     launch_finalize(4, f, opt.chained());
   }
 
@@ -196,7 +203,7 @@ class CudaBackend final : public Backend {
     g.fn = a.w.fn;
     place_workspace(a.workspace, c, a.H, &g);
     if (c.variant == GemmVariant::kMma) {
-      launch_split_weights(a.w.fn, g.fn_parts, a.H, opt);
+      launch_split_weights(24, a.w.fn, g.fn_parts, a.H, opt);
       opt = opt.chained();
     }
     const FinalizeArgs f = finalize_args(a, c, g.partials);

@@ -327,9 +327,9 @@ void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmCon
   if (c.cluster && (n_out != 24 || c.variant != GemmVariant::kFma || c.splits > 16))
     fail(MHC_ERROR_INTERNAL, "gemm config: cluster mode is the hc_pre FMA kernel, <= 16 splits");
   if (c.variant == GemmVariant::kMma) {
-    if (n_out != 24 || fused)  // fuse_post_into_gemm() never picks it for the boundary
-      fail(MHC_ERROR_INTERNAL, "gemm config: the MMA variant is plain hc_pre only");
-    return launch_prenorm_mma(a, c, opt);
+    if (fused)  // fuse_post_into_gemm() never picks it for the boundary
+      fail(MHC_ERROR_INTERNAL, "gemm config: the MMA variant is plain hc_pre / hc_head only");
+    return launch_prenorm_mma(n_out, a, c, opt);
   }
   if (n_out == 4) {
     if (c.out_groups != 1 || fused)

@@ -48,12 +48,15 @@ constexpr int kTokensPerCta = kTokensPerWarp * kMmaWarps;   // 128
 constexpr int kChunk = 32;                                  // channels per sub-step
 constexpr int kStepChannels = kMmaStepChannels;             // channels per step: 64
 constexpr int kSubSteps = kStepChannels / kChunk;           // 2
-constexpr int kOutTiles = 2;                                // m-tiles of 16 outputs (24 used)
-// Weight fragments of one sub-step: [m-tile][part][half][lane] x 16 bytes, where half 0 feeds
-// the lane's channels 8c..8c+3 and half 1 8c+4..8c+7 (the split kernel writes this order);
-// a step's two sub-steps follow each other.
-constexpr int kFragsPerSub = kOutTiles * 3 * 2 * 32;        // uint4s: 6 KB
-static_assert(kSubSteps * kFragsPerSub * 16 == kMmaFragBytesPerStep, "the workspace size (gemm_config.cpp)");
+// NOUT outputs (24: hc_pre, 4: hc_head) take m-tiles of 16 rows (2 / 1; rows past NOUT are
+// zero weights). Weight fragments of one sub-step: [m-tile][part][half][lane] x 16 bytes,
+// where half 0 feeds the lane's channels 8c..8c+3 and half 1 8c+4..8c+7 (the split kernel
+// writes this order); a step's two sub-steps follow each other.
+template <int NOUT>
+constexpr int out_tiles() { return (NOUT + 15) / 16; }
+template <int NOUT>
+constexpr int frags_per_sub() { return out_tiles<NOUT>() * 3 * 2 * 32; }  // uint4s: 6 / 3 KB
+static_assert(kSubSteps * frags_per_sub<24>() * 16 == kMmaFragBytesPerStep, "the workspace size (gemm_config.cpp)");
 // The shared-memory pipeline of the aligned path: per stage (one step), one 128-byte row (64
 // bf16 channels) per token of the CTA, then the step's weight fragments. In a row, the
 // 64-byte halves (sub-steps) swap places on odd rows, so a quarter-warp's 16-byte reads (two
@@ -63,8 +66,10 @@ static_assert(kSubSteps * kFragsPerSub * 16 == kMmaFragBytesPerStep, "the worksp
 constexpr int kStages = 2;
 constexpr int kRowBytes = kStepChannels * 2;
 constexpr int kTokenBytes = kTokensPerCta * kRowBytes;
-constexpr int kStageBytes = kTokenBytes + kSubSteps * kFragsPerSub * 16;
-constexpr int kPipeSmemBytes = kStages * kStageBytes;  // 57,344 B
+template <int NOUT>
+constexpr int stage_bytes() { return kTokenBytes + kSubSteps * frags_per_sub<NOUT>() * 16; }
+template <int NOUT>
+constexpr int pipe_smem_bytes() { return kStages * stage_bytes<NOUT>(); }  // 57,344 B for 24
 constexpr int kPipeCtasPerSm = kStages == 2 ? 4 : 2;
 
 // Sub-step u of the global order (steps of 64 channels by (pair, stream), then halves):
@@ -74,13 +79,15 @@ __device__ __forceinline__ int64_t sub_channel(int64_t u) {
   return (u / (4 * kSubSteps) * kSubSteps + u % kSubSteps) * kChunk;
 }
 
-// Splits fn [24, K] fp32 into three bf16 parts hi + mid + lo, stored as A fragments in the
+// Splits fn [NOUT, K] fp32 into three bf16 parts hi + mid + lo, stored as A fragments in the
 // global sub-step order, so a split's steps are contiguous. Thread (sub-step, m-tile, half,
 // lane) splits its 8 weights (outputs o and o + 8, 4 channels each) and writes one fragment
-// per part. Channels >= H and outputs >= 24 are zero weights. n_threads: the workspace's
+// per part. Channels >= H and outputs >= NOUT are zero weights. n_threads: the workspace's
 // fragments / 3 parts (weight_parts_bytes sizes them).
+template <int NOUT>
 __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uint4 *frags, int64_t H,
                                                               int64_t n_threads) {
+  constexpr int kOutTiles = out_tiles<NOUT>();
   const int64_t i = static_cast<int64_t>(blockIdx.x) * 256 + threadIdx.x;
   wait_for_prior_grid();
   if (i >= n_threads) return;
@@ -97,8 +104,8 @@ __global__ void __launch_bounds__(256) split_weights_kernel(const float *fn, uin
     const int o = mt * 16 + g + 8 * (w % 2);
     const int64_t h = h0 + 2 * (w / 2);
     uint16_t lo[3] = {0, 0, 0}, hi[3] = {0, 0, 0};
-    if (o < 24 && h < H) split_bf16x3(fn[o * 4 * H + j * H + h], lo);
-    if (o < 24 && h + 1 < H) split_bf16x3(fn[o * 4 * H + j * H + h + 1], hi);
+    if (o < NOUT && h < H) split_bf16x3(fn[o * 4 * H + j * H + h], lo);
+    if (o < NOUT && h + 1 < H) split_bf16x3(fn[o * 4 * H + j * H + h + 1], hi);
 #pragma unroll
     for (int p = 0; p < 3; ++p) words[p][w] = lo[p] | (static_cast<uint32_t>(hi[p]) << 16);
   }
@@ -117,9 +124,11 @@ __device__ __forceinline__ void mma_bf16_a4(float c[4], const uint4 &a, uint32_t
 // kPipe (needs kVec): the shared-memory pipeline, at most 128 registers at 4 CTAs per SM.
 // Register path: its one-sub-step prefetch of both operands needs ~200 registers: 2 CTAs per
 // SM (it serves T <= 128, whose grids have about that many CTAs per SM, and unaligned inputs).
-template <bool kVec, bool kPipe>
+template <int NOUT, bool kVec, bool kPipe>
 __global__ void __launch_bounds__(kMmaThreads, kPipe ? kPipeCtasPerSm : 2) prenorm_mma_kernel(const GemmArgs a) {
   static_assert(kVec || !kPipe, "the pipeline copies 16-byte pieces");
+  constexpr int kOutTiles = out_tiles<NOUT>(), kFragsPerSub = frags_per_sub<NOUT>();
+  constexpr int kStageBytes = stage_bytes<NOUT>();
   const int64_t T = a.T, H = a.H;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int g = lane / 4, c = lane % 4;
@@ -181,7 +190,7 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? kPipeCtasPerSm : 2) preno
     // rows past T and a sub-step past H are zero-filled (src mapped, unread).
     constexpr int kTokenPieces = kTokenBytes / 16 / kMmaThreads;  // 8
     constexpr int kRowStride = kMmaThreads / 8;                   // rows between a thread's pieces
-    constexpr int kFragPieces = kSubSteps * kFragsPerSub / kMmaThreads;  // 6
+    constexpr int kFragPieces = kSubSteps * kFragsPerSub / kMmaThreads;  // 6 / 3
     const int piece = threadIdx.x % 8, q = piece / 4, row0 = threadIdx.x / 8;
     const int dst_piece = ((q ^ (row0 & 1)) * 4 + piece % 4);  // kRowStride is even: same parity
     const int64_t t0 = cta_t0 + row0;
@@ -279,41 +288,28 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? kPipeCtasPerSm : 2) preno
   // Partials: C fragment element e of (m-tile mt, n-tile nt) is output mt * 16 + g + 8 * (e / 2)
   // of token nt * 8 + 2c + e % 2; the sum of squares of token nt * 8 + g is combined over the
   // row's 4 lanes by butterfly and written by lane c == 0. Tokens past T are dropped.
-  float *part = a.partials + static_cast<int64_t>(split) * T * 25;
+  float *part = a.partials + static_cast<int64_t>(split) * T * (NOUT + 1);
   const int64_t warp_t0 = cta_t0 + warp * kTokensPerWarp;
 #pragma unroll
   for (int nt = 0; nt < kNTiles; ++nt) {
     float q = sum_sq[nt];
     q += __shfl_xor_sync(0xffffffffu, q, 1);
     q += __shfl_xor_sync(0xffffffffu, q, 2);
-    if (c == 0 && token_of(nt) < T) part[token_of(nt) * 25 + 24] = q;
+    if (c == 0 && token_of(nt) < T) part[token_of(nt) * (NOUT + 1) + NOUT] = q;
 #pragma unroll
     for (int mt = 0; mt < kOutTiles; ++mt)
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int o = mt * 16 + g + 8 * (e / 2);
         const int64_t t = warp_t0 + nt * 8 + 2 * c + e % 2;
-        if (o < 24 && t < T) part[t * 25 + o] = acc[mt][nt][e];
+        if (o < NOUT && t < T) part[t * (NOUT + 1) + o] = acc[mt][nt][e];
       }
   }
   allow_dependent_launch();
 }
 
-}  // namespace
-
-void launch_split_weights(const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt) {
-  const int64_t n_threads = static_cast<int64_t>(weight_parts_bytes(H) / (3 * sizeof(uint4)));
-  launch_kernel(split_weights_kernel, dim3(static_cast<unsigned>((n_threads + 255) / 256)), dim3(256), opt, fn,
-                reinterpret_cast<uint4 *>(fn_parts), H, n_threads);
-}
-
-void configure_mma_kernels() {
-  // The pipeline's two 28 KB stages exceed the default 48 KB of dynamic shared memory.
-  MHC_CUDA_CHECK(cudaFuncSetAttribute(prenorm_mma_kernel<true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                      kPipeSmemBytes));
-}
-
-void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
+template <int NOUT>
+void launch_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
   const int64_t n_pairs = (a.H + kStepChannels - 1) / kStepChannels;
   // 16-byte accesses at channel 32*sub-step + 8*lane need whole sub-steps: H % 32 == 0.
   const bool vec = a.H % kChunk == 0 && is_aligned16(a.residual);
@@ -326,10 +322,33 @@ void launch_prenorm_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOpti
   cudaLaunchConfig_t cfg{};
   cfg.gridDim = dim3(static_cast<unsigned>((a.T + kTokensPerCta - 1) / kTokensPerCta * c.splits));
   cfg.blockDim = dim3(kMmaThreads);
-  cfg.dynamicSmemBytes = pipe ? kPipeSmemBytes : 0;
-  launch_kernel_cfg(pipe ? prenorm_mma_kernel<true, true>
-                         : vec ? prenorm_mma_kernel<true, false> : prenorm_mma_kernel<false, false>,
+  cfg.dynamicSmemBytes = pipe ? pipe_smem_bytes<NOUT>() : 0;
+  launch_kernel_cfg(pipe ? prenorm_mma_kernel<NOUT, true, true>
+                         : vec ? prenorm_mma_kernel<NOUT, true, false> : prenorm_mma_kernel<NOUT, false, false>,
                     cfg, opt, args);
+}
+
+}  // namespace
+
+void launch_split_weights(int n_out, const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt) {
+  // weight_parts_bytes(H) holds the 24-output layout; 4 outputs use the first half of it
+  const int64_t n_threads = static_cast<int64_t>(weight_parts_bytes(H) / (3 * sizeof(uint4))) / (n_out == 24 ? 1 : 2);
+  launch_kernel(n_out == 24 ? split_weights_kernel<24> : split_weights_kernel<4>,
+                dim3(static_cast<unsigned>((n_threads + 255) / 256)), dim3(256), opt, fn,
+                reinterpret_cast<uint4 *>(fn_parts), H, n_threads);
+}
+
+void configure_mma_kernels() {
+  // The pipeline's two 28 KB stages exceed the default 48 KB of dynamic shared memory.
+  MHC_CUDA_CHECK(cudaFuncSetAttribute(prenorm_mma_kernel<24, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      pipe_smem_bytes<24>()));
+  MHC_CUDA_CHECK(cudaFuncSetAttribute(prenorm_mma_kernel<4, true, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                      pipe_smem_bytes<4>()));
+}
+
+void launch_prenorm_mma(int n_out, const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
+  if (n_out == 24) return launch_mma<24>(a, c, opt);
+  launch_mma<4>(a, c, opt);
 }
 
 }  // namespace mhc::cuda

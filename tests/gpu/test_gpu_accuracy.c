@@ -1,7 +1,7 @@
 /* CUDA backend against the CPU backend (the reference backend, itself checked against the
  * float64 reference in tests/unit), for every op:
  *   T in {1,2,4,7,8,15,16,17,32,64,128,512,2048} x H in {4096, 7168}, and
- *   T in {1,2,7,8,16,17,32,64,128,512} x H in {4160, 2560, 2080, 1280, 1000, 7, 1} (odd sizes;
+ *   T in {1,2,7,8,16,17,32,64,128,512,1100} x H in {4160, 2560, 2080, 1280, 1000, 7, 1} (odd sizes;
  *   2080 = 32.5 of the tensor-core GEMM's 64-channel steps: its last step is half past H),
  * with the vLLM test inputs and the model-like inputs (spec §5). Per (T, H, inputs):
  *   hc_post; hc_pre, hc_pre + norm_weight and hc_head on the CPU's hc_post output;
@@ -52,13 +52,14 @@
 #define MIX_ATOL 1e-5
 
 static const int64_t kTsMain[] = {1, 2, 4, 7, 8, 15, 16, 17, 32, 64, 128, 512, 2048};
-static const int64_t kTsOdd[] = {1, 2, 7, 8, 16, 17, 32, 64, 128, 512};
+static const int64_t kTsOdd[] = {1, 2, 7, 8, 16, 17, 32, 64, 128, 512, 1100};
 static const int64_t kOddH[] = {4096 + 64, 2560, 2080, 1280, 1000, 7, 1};
 /* MHC_GPU_TESTS_QUICK=1 (scripts/gpu-sanitizers.sh: every kernel is 10-100x slower under
  * compute-sanitizer): fewer T, still one of every launch configuration -- split-K FMA with
- * early (T <= 8) and late (9..64) dependent launch, tensor-core pair (65..128 and 129..512),
- * cluster kernel for hc_head (> 512) -- and every hidden-size class. */
-static const int64_t kTsQuick[] = {1, 7, 16, 17, 100, 130, 600};
+ * early (T <= 8) and late (9..64) dependent launch, tensor-core pair (65..128 register path,
+ * 129..1024 and > 1024 rows, the last with the row-order finalize; hc_head from 129) -- and
+ * every hidden-size class. */
+static const int64_t kTsQuick[] = {1, 7, 16, 17, 100, 130, 600, 1100};
 static const int64_t kOddHQuick[] = {4096 + 64, 2080, 1280, 7};
 
 static mhc_context *g_cpu, *g_gpu;
