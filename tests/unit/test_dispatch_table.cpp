@@ -82,7 +82,7 @@ const char *unrunnable(const GemmConfig &c, int n_out, int64_t H, const DeviceCa
       if (c.cluster && c.early_launch) return "early launch in the one-kernel mode (no finalize)";
       return nullptr;
     case GemmVariant::kMma:
-      if (n_out != 24) return "tensor-core variant for hc_head";
+      if (n_out != 24 && n_out != 4) return "tensor-core variant built for 24 and 4 outputs only";
       if (c.early_launch) return "early launch on the tensor-core path";
       return nullptr;
     case GemmVariant::kCluster:
@@ -148,8 +148,8 @@ void check_all(int n_out) {
 void test_hc_pre_table(void **) { check_all(24); }
 void test_hc_head_table(void **) { check_all(4); }
 
-// The decode rows measured fastest as split-K pairs, the prefill rows as tensor-core pairs,
-// and hc_head's as FMA / cluster kernel: the table says what the README's "what runs" says.
+// The decode rows measured fastest as split-K pairs, the prefill rows as tensor-core pairs
+// (hc_head's from T = 129): the table says what the README's "what runs" says.
 void test_documented_paths(void **) {
   const DeviceCaps h200{16};
   for (int64_t H : {4096, 7168}) {
@@ -165,10 +165,14 @@ void test_documented_paths(void **) {
       assert_int_equal(static_cast<int>(c.variant), static_cast<int>(GemmVariant::kMma));
       assert_false(mhc::cuda::fuse_post_into_gemm(c));
     }
-    assert_int_equal(static_cast<int>(mhc::cuda::choose_gemm_config(4, 8192, H, false, h200).variant),
-                     static_cast<int>(GemmVariant::kCluster));
-    assert_int_equal(static_cast<int>(mhc::cuda::choose_gemm_config(4, 512, H, false, h200).variant),
-                     static_cast<int>(GemmVariant::kFma));
+    // hc_head: FMA pairs up to T = 128, the tensor-core pair above (the cluster kernel only
+    // through the tuning override)
+    for (int64_t T : {1, 16, 128})
+      assert_int_equal(static_cast<int>(mhc::cuda::choose_gemm_config(4, T, H, false, h200).variant),
+                       static_cast<int>(GemmVariant::kFma));
+    for (int64_t T : {129, 512, 8192})
+      assert_int_equal(static_cast<int>(mhc::cuda::choose_gemm_config(4, T, H, false, h200).variant),
+                       static_cast<int>(GemmVariant::kMma));
   }
   // H = 7168 keeps 28 splits at T <= 2 (max_splits) and 14 at T = 32 / 64
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 1, 7168, false, h200).splits, 28);
@@ -176,14 +180,19 @@ void test_documented_paths(void **) {
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 32, 7168, false, h200).splits, 14);
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 4096, false, h200).splits, 8);
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 64, 7168, false, h200).splits, 14);
-  // prefill: the MMA rows cap the split count (same grid for both hidden sizes)
+  // prefill: two 64-channel steps per split up to T = 1024 (32 / 56 splits), then at most 16
+  // splits (hc_head: at most 32)
+  assert_int_equal(mhc::cuda::choose_gemm_config(24, 512, 4096, false, h200).splits, 32);
+  assert_int_equal(mhc::cuda::choose_gemm_config(24, 1024, 7168, false, h200).splits, 56);
+  assert_int_equal(mhc::cuda::choose_gemm_config(4, 512, 7168, false, h200).splits, 56);
+  assert_int_equal(mhc::cuda::choose_gemm_config(4, 8192, 4096, false, h200).splits, 32);
+  assert_int_equal(mhc::cuda::choose_gemm_config(4, 8192, 7168, false, h200).splits, 32);
   for (int64_t H : {4096, 7168}) {
-    assert_int_equal(mhc::cuda::choose_gemm_config(24, 512, H, false, h200).splits, 32);
     assert_int_equal(mhc::cuda::choose_gemm_config(24, 2048, H, false, h200).splits, 16);
     assert_int_equal(mhc::cuda::choose_gemm_config(24, 8192, H, false, h200).splits, 16);
     assert_int_equal(mhc::cuda::choose_gemm_config(24, 1, H, true, h200).splits, 16);
   }
-  // a hidden size below the cap keeps one split per chunk
+  // a hidden size below the cap keeps one split per 256 channels
   assert_int_equal(mhc::cuda::choose_gemm_config(24, 8192, 1000, false, h200).splits, 4);
 }
 
