@@ -48,8 +48,11 @@ constexpr Row kPreTable[] = {
     {INT64_MAX, kMma, 256, 0, 0, 0, 0, false, 16, false, false, true},
 };
 constexpr Row kHeadTable[] = {
-    {8, kFma, 128, 1, 4, 4, 0, false, 0, true},
-    {16, kFma, 128, 1, 4, 4, 0, false},
+    {4, kFma, 128, 1, 4, 4, 0, false, 0, true},
+    // T = 5..32: 512-channel splits with early launch measured 0.3-2.3 us faster than
+    // 128-channel ones on an H200 (4.3-4.9 vs 4.6-5.3 us at H = 4096, 4.5-5.7 vs 4.9-7.2 at
+    // 7168: src/cuda/TUNING.md, eighth sweep)
+    {32, kFma, 512, 1, 4, 256, 0, false, 0, true},
     {128, kFma, 512, 1, 4, 256, 0, false},
     // the tensor-core pair (4 outputs: one m-tile) from T = 129: two 64-channel steps per
     // split up to T = 1024 (32 / 56 splits at H = 4096 / 7168), at most 32 splits above (28
