@@ -63,9 +63,9 @@ def candidates(T, H, head):
             if not head and T <= 32 and splits <= 16:  # one kernel: splits form a cluster
                 for ctas in sorted({-(-T // tpb), min(4, -(-T // tpb))}):
                     out.append((FMA, splits, 8, tpb, ctas, 1, 0, 1))
-    if T >= 64 and not head:  # tensor-core kernel: split counts (rows cap the count, so
-        # both hidden sizes get the same grid; TUNING.md, seventh sweep)
-        for s in sorted({min(S, -(-H // 32)) for S in (8, 12, 16, 24, 32, 64)}):
+    if T >= 64:  # tensor-core kernel (hc_pre and hc_head): split counts of whole 64-channel
+        # steps (28 / 56 divide H = 7168's 112 steps; TUNING.md, eighth sweep)
+        for s in sorted({min(S, -(-H // 64)) for S in (8, 16, 28, 32, 56, 64)}):
             out.append((MMA, s, 0, 0, 0, 0, 0, 0))
     if T >= 128:  # one-pass cluster kernel
         for C in (8, 16):
@@ -143,8 +143,8 @@ def main():
         if variant == CLUSTER:  # the row's fallback (split-K) is the table's business
             print(f"    {{{T}, kFma, 512, {1 if args.head else 8}, 4, 256, {splits}, false}},")
             continue
-        if variant == MMA:  # 32-channel chunks, the count capped (Row::cap_splits)
-            print(f"    {{{T}, kMma, 32, 0, 0, 0, 0, false, {splits}, false, false, true}},")
+        if variant == MMA:  # 64-channel steps, the count capped (Row::cap_splits)
+            print(f"    {{{T}, kMma, 64, 0, 0, 0, 0, false, {splits}, false, false, true}},")
             continue
         chunk = -(-H // splits)
         name = "kFma"

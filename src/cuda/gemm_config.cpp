@@ -57,7 +57,7 @@ constexpr Row kHeadTable[] = {
     // the tensor-core pair (4 outputs: one m-tile) from T = 129: two 64-channel steps per
     // split up to T = 1024 (32 / 56 splits at H = 4096 / 7168), at most 32 splits above (28
     // of 4 steps at H = 7168); it replaced the FMA pair (T <= 512) and the one-pass cluster
-    // kernel (T > 512), 1.4-2x slower on an H200 (src/cuda/TUNING.md, eighth sweep)
+    // kernel (T > 512), 1.3-2x slower on an H200 (src/cuda/TUNING.md, eighth sweep)
     {1024, kMma, 128, 0, 0, 0, 0, false},
     {INT64_MAX, kMma, 128, 0, 0, 0, 0, false, 32, false, false, true},
 };

@@ -2,6 +2,9 @@
 // of a block of tokens in one kernel, so the streams come from HBM once (the split-K GEMM +
 // finalize pair reads them twice: the finalize cannot start a token before every K-split
 // of it is done, and by then the token has left L2).
+// Not chosen by the dispatch table any more: the tensor-core pair with 64-channel steps
+// measured 1.3-2x faster for hc_head at T >= 512 (src/cuda/TUNING.md, eighth sweep); it
+// stays a tuning option (variant 2 of MHC_GEMM_CONFIG / MHC_HEAD_GEMM_CONFIG).
 //
 // A thread-block cluster of C CTAs works on blocks of kTokens = 32 tokens; CTA `rank` owns
 // the channels [rank * H/C, (rank + 1) * H/C) of all 4 streams, and keeps its slice of fn
