@@ -74,7 +74,7 @@ FinalizeArgs finalize_args(const PreArgs &a, const GemmConfig &c, const float *p
   f.norm_eps = a.p->norm_eps;
   f.sinkhorn_iters = a.p->sinkhorn_iters;
   f.sinkhorn_in_registers = a.T <= kRegisterSinkhornMaxTokens;
-  f.rows_together = c.variant == GemmVariant::kMma && a.T >= kRowsTogetherMinTokens;
+  f.rows_together = finalize_rows_together(c, a.T);
   f.post_mix = a.post_mix;
   f.comb_mix = a.comb_mix;
   f.out = a.layer_input;
@@ -165,14 +165,9 @@ class CudaBackend final : public Backend {
     g.residual = a.residual;
     g.fn = a.fn;
     place_workspace(a.workspace, c, a.H, &g);
-    LaunchOptions gemm_opt = opt;
-    if (c.variant == GemmVariant::kMma) {
-      launch_split_weights(4, a.fn, g.fn_parts, a.H, opt);
-      gemm_opt = opt.chained();
-    }
-    launch_prenorm_gemm(4, false, g, c, gemm_opt);
+    launch_prenorm_gemm(4, false, g, c, opt);
     f.partials = g.partials;
-    f.rows_together = c.variant == GemmVariant::kMma && a.T >= kRowsTogetherMinTokens;
+    f.rows_together = finalize_rows_together(c, a.T);
     launch_finalize(4, f, opt.chained());
   }
 
@@ -202,10 +197,6 @@ class CudaBackend final : public Backend {
     g.residual = a.residual;
     g.fn = a.w.fn;
     place_workspace(a.workspace, c, a.H, &g);
-    if (c.variant == GemmVariant::kMma) {
-      launch_split_weights(24, a.w.fn, g.fn_parts, a.H, opt);
-      opt = opt.chained();
-    }
     const FinalizeArgs f = finalize_args(a, c, g.partials);
     launch_prenorm_gemm(24, false, g, c, opt, f);
     if (!c.cluster) launch_finalize(24, f, opt.chained());

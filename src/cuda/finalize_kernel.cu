@@ -22,6 +22,12 @@ constexpr int kFinalizeThreads = 128;
 constexpr int kVecPerThread = 2;
 constexpr int kChannelsPerBlock = kFinalizeThreads * kVecWidth * kVecPerThread;
 
+// CTAs per token: with a norm_weight the whole row is one CTA (its RMS needs every channel).
+template <bool kNorm>
+__host__ __device__ constexpr int64_t blocks_per_token(int64_t H) {
+  return kNorm ? 1 : (H + kChannelsPerBlock - 1) / kChannelsPerBlock;
+}
+
 // Deterministic block sum (fixed tree); every thread gets the result.
 __device__ float block_sum(float v, float *s_tmp) {
   v = warp_sum(v);
@@ -50,9 +56,9 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
   const int64_t H = a.H;
   int64_t t = blockIdx.x, block = blockIdx.y;
   if (a.rows_together) {
-    const unsigned blocks_per_token = kNorm ? 1u : static_cast<unsigned>((H + kChannelsPerBlock - 1) / kChannelsPerBlock);
-    t = blockIdx.x / blocks_per_token;
-    block = blockIdx.x % blocks_per_token;
+    const unsigned per_token = static_cast<unsigned>(blocks_per_token<kNorm>(H));
+    t = blockIdx.x / per_token;
+    block = blockIdx.x % per_token;
   }
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const bool first_block = block == 0;
@@ -155,10 +161,10 @@ __global__ void __launch_bounds__(kFinalizeThreads) finalize_kernel(const Finali
 
 template <int NOUT, bool kNorm>
 void launch_norm_variant(const FinalizeArgs &a, bool vec, const LaunchOptions &opt) {
-  const int64_t blocks_per_token = kNorm ? 1 : (a.H + kChannelsPerBlock - 1) / kChannelsPerBlock;
+  const int64_t per_token = blocks_per_token<kNorm>(a.H);
   cudaLaunchConfig_t cfg{};
-  cfg.gridDim = a.rows_together ? dim3(static_cast<unsigned>(a.T * blocks_per_token))
-                                : dim3(static_cast<unsigned>(a.T), static_cast<unsigned>(blocks_per_token));
+  cfg.gridDim = a.rows_together ? dim3(static_cast<unsigned>(a.T * per_token))
+                                : dim3(static_cast<unsigned>(a.T), static_cast<unsigned>(per_token));
   cfg.blockDim = dim3(kFinalizeThreads);
   cfg.dynamicSmemBytes = sizeof(float) * static_cast<size_t>(a.splits) * (NOUT + 1);  // <= 25.6 KB
   launch_kernel_cfg(vec ? finalize_kernel<NOUT, true, kNorm> : finalize_kernel<NOUT, false, kNorm>, cfg, opt, a);

@@ -44,6 +44,9 @@ constexpr int64_t kRegisterSinkhornMaxTokens = 128;
 // From this many tokens the finalize walks whole token rows in ascending order, after the
 // tensor-core GEMM walked them descending (FinalizeArgs::rows_together; same bits).
 constexpr int64_t kRowsTogetherMinTokens = 1025;
+inline bool finalize_rows_together(const GemmConfig &c, int64_t T) {
+  return c.variant == GemmVariant::kMma && T >= kRowsTogetherMinTokens;
+}
 
 // The configuration for n_out outputs (24 for hc_pre, 4 for hc_head).
 GemmConfig choose_gemm_config(int n_out, int64_t T, int64_t H, bool batch_invariant,

@@ -97,11 +97,10 @@ struct GemmArgs {
 // arguments; its splits and partials unused): the partials never leave the cluster.
 void launch_prenorm_gemm(int n_out, bool fused, const GemmArgs &a, const GemmConfig &c,
                          const LaunchOptions &opt, const FinalizeArgs &epi = {});
-// The tensor-core variant (prenorm_mma_kernel.cu); called by launch_prenorm_gemm.
-// The MMA variant reads fn as three bf16 parts: written by this kernel into the workspace
-// (weight_parts_bytes(H)) once per call, before the GEMM.
+// The tensor-core variant (prenorm_mma_kernel.cu); called by launch_prenorm_gemm. It reads
+// fn as three bf16 parts, so it launches two kernels: the split of a.fn into a.fn_parts (the
+// workspace's weight_parts_bytes(H)) with `opt`, then the GEMM chained to it.
 // n_out: 24 (hc_pre) or 4 (hc_head).
-void launch_split_weights(int n_out, const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt);
 void launch_prenorm_mma(int n_out, const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt);
 // Opts the MMA kernel's shared-memory pipeline in to its dynamic shared memory (> 48 KB) on
 // the current device.

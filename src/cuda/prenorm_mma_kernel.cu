@@ -308,8 +308,14 @@ __global__ void __launch_bounds__(kMmaThreads, kPipe ? kPipeCtasPerSm : 2) preno
   allow_dependent_launch();
 }
 
+// The fn split into the workspace (weight_parts_bytes(H), sized for 24 outputs; 4 use the
+// first half), then the GEMM, chained to it.
 template <int NOUT>
 void launch_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt) {
+  const int64_t split_threads = static_cast<int64_t>(weight_parts_bytes(a.H) / kMmaFragBytesPerStep) *
+                                kSubSteps * out_tiles<NOUT>() * 64;
+  launch_kernel(split_weights_kernel<NOUT>, dim3(static_cast<unsigned>((split_threads + 255) / 256)), dim3(256),
+                opt, a.fn, reinterpret_cast<uint4 *>(a.fn_parts), a.H, split_threads);
   const int64_t n_pairs = (a.H + kStepChannels - 1) / kStepChannels;
   // 16-byte accesses at channel 32*sub-step + 8*lane need whole sub-steps: H % 32 == 0.
   const bool vec = a.H % kChunk == 0 && is_aligned16(a.residual);
@@ -325,18 +331,10 @@ void launch_mma(const GemmArgs &a, const GemmConfig &c, const LaunchOptions &opt
   cfg.dynamicSmemBytes = pipe ? pipe_smem_bytes<NOUT>() : 0;
   launch_kernel_cfg(pipe ? prenorm_mma_kernel<NOUT, true, true>
                          : vec ? prenorm_mma_kernel<NOUT, true, false> : prenorm_mma_kernel<NOUT, false, false>,
-                    cfg, opt, args);
+                    cfg, opt.chained(), args);
 }
 
 }  // namespace
-
-void launch_split_weights(int n_out, const float *fn, uint16_t *fn_parts, int64_t H, const LaunchOptions &opt) {
-  // weight_parts_bytes(H) holds the 24-output layout; 4 outputs use the first half of it
-  const int64_t n_threads = static_cast<int64_t>(weight_parts_bytes(H) / (3 * sizeof(uint4))) / (n_out == 24 ? 1 : 2);
-  launch_kernel(n_out == 24 ? split_weights_kernel<24> : split_weights_kernel<4>,
-                dim3(static_cast<unsigned>((n_threads + 255) / 256)), dim3(256), opt, fn,
-                reinterpret_cast<uint4 *>(fn_parts), H, n_threads);
-}
 
 void configure_mma_kernels() {
   // The pipeline's two 28 KB stages exceed the default 48 KB of dynamic shared memory.
